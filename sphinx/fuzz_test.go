@@ -1,0 +1,192 @@
+package sphinx
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// fuzzFixture is a node and a few valid inputs to seed the fuzzers with.
+func fuzzFixture(f *testing.F) (*Format, []testNode, [][]byte) {
+	ff := testFormat(f)
+	rnd := testRand(40)
+	nodes := testNodes(f, rnd, 3)
+	var seeds [][]byte
+	for _, final := range []Command{DeliverToMailbox(), DropCover(), LoopBack(LoopID{1})} {
+		pkt, _, err := ff.NewPacket(rnd, pathOf(nodes[:1]), final, testDelay, []byte("seed"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, pkt)
+	}
+	pkt, _, err := ff.NewPacket(rnd, pathOf(nodes), DeliverToMailbox(), testDelay, []byte("seed"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return ff, nodes, append(seeds, pkt)
+}
+
+// FuzzUnwrap feeds Unwrap arbitrary bytes: it must return an error or a
+// consistent result, never panic.
+func FuzzUnwrap(f *testing.F) {
+	ff, nodes, seeds := fuzzFixture(f)
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Add([]byte{})
+	f.Add(make([]byte, ff.Geometry().PacketSize()))
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		in := bytes.Clone(pkt)
+		var res Result
+		err := ff.Unwrap(nodes[0].priv, testDelay, pkt, &res)
+		switch {
+		case errors.Is(err, ErrPacketSize), errors.Is(err, ErrGroupElement), errors.Is(err, ErrMAC):
+			if !bytes.Equal(in, pkt) {
+				t.Fatal("a rejected packet was modified")
+			}
+		case err == nil:
+			if res.Command.validate() != nil {
+				t.Fatalf("accepted invalid command %v", res.Command)
+			}
+			if res.Command.Kind == Forward && res.Delay > DefaultDelayCap*testDelay.Mean {
+				t.Fatalf("delay %v above the cap", res.Delay)
+			}
+		case errors.Is(err, ErrCommand), errors.Is(err, ErrPayloadTag):
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	})
+}
+
+// FuzzCommand checks that commands decode strictly and round-trip.
+func FuzzCommand(f *testing.F) {
+	for _, c := range []Command{ForwardTo(NodeID{1}), DeliverToMailbox(), DeliverToClient(DeliveryToken{2}, SURBID{3}), DropCover(), LoopBack(LoopID{4})} {
+		b, _ := c.MarshalBinary()
+		f.Add(b)
+	}
+	f.Add([]byte{9})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c Command
+		if err := c.UnmarshalBinary(b); err != nil {
+			if !errors.Is(err, ErrCommand) {
+				t.Fatalf("error %v does not wrap ErrCommand", err)
+			}
+			return
+		}
+		out, err := c.MarshalBinary()
+		if err != nil || !bytes.Equal(out, b) {
+			t.Fatalf("command %v re-encodes as %x (%v), decoded from %x", c, out, err, b)
+		}
+		_ = c.String()
+	})
+}
+
+// FuzzDecodeSURB checks that any SURB bytes decode or fail cleanly, and that
+// replying with a decoded SURB never panics.
+func FuzzDecodeSURB(f *testing.F) {
+	ff := testFormat(f)
+	rnd := testRand(41)
+	nodes := testNodes(f, rnd, 3)
+	surb, _, _, err := ff.NewSURB(rnd, pathOf(nodes), DeliveryToken{}, testDelay)
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, _ := surb.MarshalBinary()
+	f.Add(b)
+	f.Add(b[:10])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ff.DecodeSURB(b)
+		if err != nil {
+			if !errors.Is(err, ErrSURB) {
+				t.Fatalf("error %v does not wrap ErrSURB", err)
+			}
+			return
+		}
+		out, _ := s.MarshalBinary()
+		if !bytes.Equal(out, b) {
+			t.Fatal("SURB does not round-trip")
+		}
+		if _, err := ff.NewReply(s, []byte("reply")); err != nil {
+			t.Fatalf("reply with a decoded SURB: %v", err)
+		}
+	})
+}
+
+// FuzzReplyKeys checks the stored reply-key decoder, and that opening any
+// payload with decoded keys fails cleanly.
+func FuzzReplyKeys(f *testing.F) {
+	ff := testFormat(f)
+	rnd := testRand(42)
+	nodes := testNodes(f, rnd, 4)
+	_, keys, _, err := ff.NewSURB(rnd, pathOf(nodes), DeliveryToken{}, testDelay)
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, _ := keys.MarshalBinary()
+	f.Add(b, []byte("payload"))
+	f.Add(b[:20], []byte{})
+	f.Fuzz(func(t *testing.T, b, payload []byte) {
+		var k ReplyKeys
+		if err := k.UnmarshalBinary(b); err != nil {
+			if !errors.Is(err, ErrSURB) {
+				t.Fatalf("error %v does not wrap ErrSURB", err)
+			}
+			return
+		}
+		out, _ := k.MarshalBinary()
+		if !bytes.Equal(out, b) {
+			t.Fatal("reply keys do not round-trip")
+		}
+		full := make([]byte, ff.Geometry().PayloadSize)
+		copy(full, payload)
+		if _, err := ff.OpenReply(&k, full); err == nil && k.Hops() > ff.Geometry().MaxHops {
+			t.Fatal("opened a reply for a path longer than the geometry")
+		}
+		if _, err := ff.OpenReply(&k, payload); len(payload) != ff.Geometry().PayloadSize && !errors.Is(err, ErrPayloadSize) {
+			t.Fatalf("payload of %d bytes: %v", len(payload), err)
+		}
+	})
+}
+
+// FuzzUnwrapCommands builds correctly MACed packets whose final slot holds
+// arbitrary command bytes, reaching the decoder behind the MAC.
+func FuzzUnwrapCommands(f *testing.F) {
+	ff := testFormat(f)
+	rnd := testRand(43)
+	nodes := testNodes(f, rnd, 2)
+	st, err := ff.pathKeys(rnd, pathOf(nodes))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, c := range []Command{DeliverToMailbox(), DropCover(), {Kind: 7}} {
+		b, _ := c.MarshalBinary()
+		f.Add(b, uint16(0))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, flip uint16) {
+		if len(raw) < CommandSize {
+			return
+		}
+		var cmd Command
+		cmd.Kind = CommandKind(raw[0])
+		copy(cmd.Arg[:], raw[1:CommandSize])
+		pkt := make([]byte, ff.Geometry().PacketSize())
+		ff.buildHeader(newHash(), st, pathOf(nodes), cmd, pkt[:ff.Geometry().HeaderSize()])
+		var res Result
+		if err := ff.Unwrap(nodes[0].priv, testDelay, pkt, &res); err != nil {
+			t.Fatalf("first hop: %v", err)
+		}
+		pkt[ff.Geometry().HeaderSize()+int(flip)%ff.Geometry().PayloadSize] ^= byte(flip >> 8)
+		err := ff.Unwrap(nodes[1].priv, testDelay, pkt, &res)
+		valid := cmd.validate() == nil && cmd.Kind.Final()
+		switch {
+		case !valid && cmd.Kind != Forward:
+			if !errors.Is(err, ErrCommand) {
+				t.Fatalf("command %x: %v, want ErrCommand", raw[:CommandSize], err)
+			}
+		case err != nil && !errors.Is(err, ErrPayloadTag):
+			t.Fatalf("command %v: %v", cmd, err)
+		case err == nil && res.Command != cmd && cmd.Kind != Forward:
+			t.Fatalf("decoded %v, built %v", res.Command, cmd)
+		}
+	})
+}

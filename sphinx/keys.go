@@ -1,0 +1,45 @@
+package sphinx
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+
+	"github.com/cloudflare/circl/dh/x25519"
+)
+
+// PrivateKey is a node's X25519 mix key for one key epoch.
+type PrivateKey [KeySize]byte
+
+// PublicKey is the public half of a [PrivateKey], published in the PKI.
+type PublicKey [KeySize]byte
+
+// GenerateKey returns a new key pair drawn from rand.
+func GenerateKey(rand io.Reader) (*PrivateKey, PublicKey, error) {
+	var k PrivateKey
+	if _, err := io.ReadFull(rand, k[:]); err != nil {
+		return nil, PublicKey{}, fmt.Errorf("sphinx: generate key: %w", err)
+	}
+	return &k, k.Public(), nil
+}
+
+// Public returns the public key of k.
+func (k *PrivateKey) Public() PublicKey {
+	var pub x25519.Key
+	x25519.KeyGen(&pub, (*x25519.Key)(k))
+	return PublicKey(pub)
+}
+
+// String returns the key in hex.
+func (p PublicKey) String() string { return hex.EncodeToString(p[:]) }
+
+// Validate reports whether p can form a shared secret: a point of small order
+// cannot.
+func (p PublicKey) Validate() error {
+	var probe, one x25519.Key
+	one[0] = 1
+	if !x25519.Shared(&probe, &one, (*x25519.Key)(&p)) {
+		return fmt.Errorf("%w: public key %x has small order", ErrGroupElement, p[:8])
+	}
+	return nil
+}

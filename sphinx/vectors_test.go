@@ -1,0 +1,221 @@
+package sphinx
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var updateVectors = flag.Bool("update", false, "regenerate testdata/vectors.json")
+
+const vectorsPath = "testdata/vectors.json"
+
+// hexBytes is a byte string that JSON carries as hex.
+type hexBytes []byte
+
+func (h hexBytes) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
+func (h *hexBytes) UnmarshalText(b []byte) error {
+	v, err := hex.DecodeString(string(b))
+	*h = v
+	return err
+}
+
+type vectorFile struct {
+	Comment     string       `json:"comment"`
+	MaxHops     int          `json:"max_hops"`
+	PayloadSize int          `json:"payload_size"`
+	DelayMeanNS int64        `json:"delay_mean_ns"`
+	Cases       []vectorCase `json:"cases"`
+}
+
+type vectorHop struct {
+	ID         hexBytes `json:"id"`
+	PrivateKey hexBytes `json:"private_key"`
+	PublicKey  hexBytes `json:"public_key"`
+}
+
+type vectorStep struct {
+	Command   hexBytes `json:"command"`
+	DelayNS   int64    `json:"delay_ns"`
+	ReplayTag hexBytes `json:"replay_tag"`
+	Output    hexBytes `json:"output"`
+}
+
+type vectorCase struct {
+	Name          string       `json:"name"`
+	Kind          string       `json:"kind"` // "packet" or "surb"
+	Hops          []vectorHop  `json:"hops"`
+	Final         hexBytes     `json:"final_command,omitempty"`
+	Token         hexBytes     `json:"delivery_token,omitempty"`
+	Randomness    hexBytes     `json:"randomness"`
+	Message       hexBytes     `json:"message"`
+	SURB          hexBytes     `json:"surb,omitempty"`
+	ReplyKeys     hexBytes     `json:"reply_keys,omitempty"`
+	Packet        hexBytes     `json:"packet"`
+	RouteDelaysNS []int64      `json:"route_delays_ns"`
+	Steps         []vectorStep `json:"steps"`
+	Opened        hexBytes     `json:"opened,omitempty"`
+}
+
+const vectorComment = "Strata Sphinx test vectors (docs/sphinx.md). For each case, " +
+	"'randomness' is the exact byte stream the sender reads (x, then for SURBs the reply key and the SURB id). " +
+	"'packet' is NewPacket's output, or for SURB cases NewReply's output for 'message'. " +
+	"'steps' list what each hop's Unwrap yields: the command, the delay, the replay tag and the output " +
+	"(the next packet for forward hops, the payload for final hops). 'opened' is OpenReply's output."
+
+// makeVectorCase runs one case from its inputs.
+func makeVectorCase(t *testing.T, f *Format, c vectorCase, delay DelayPolicy) vectorCase {
+	t.Helper()
+	nodes := make([]testNode, len(c.Hops))
+	for i, h := range c.Hops {
+		nodes[i].id = NodeID(h.ID)
+		priv := PrivateKey(h.PrivateKey)
+		nodes[i].priv = &priv
+		nodes[i].pub = priv.Public()
+	}
+	rnd := bytes.NewReader(c.Randomness)
+	var route Route
+	var keys *ReplyKeys
+	var err error
+	switch c.Kind {
+	case "packet":
+		var final Command
+		if err := final.UnmarshalBinary(c.Final); err != nil {
+			t.Fatal(err)
+		}
+		c.Packet, route, err = f.NewPacket(rnd, pathOf(nodes), final, delay, c.Message)
+	case "surb":
+		var surb *SURB
+		surb, keys, route, err = f.NewSURB(rnd, pathOf(nodes), DeliveryToken(c.Token), delay)
+		if err == nil {
+			c.SURB, _ = surb.MarshalBinary()
+			c.ReplyKeys, _ = keys.MarshalBinary()
+			c.Packet, err = f.NewReply(surb, c.Message)
+		}
+	default:
+		t.Fatalf("unknown case kind %q", c.Kind)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", c.Name, err)
+	}
+	if rnd.Len() != 0 {
+		t.Fatalf("%s: %d bytes of randomness unused", c.Name, rnd.Len())
+	}
+	c.RouteDelaysNS = nil
+	for _, d := range route.Delays {
+		c.RouteDelaysNS = append(c.RouteDelaysNS, int64(d))
+	}
+	pkt := bytes.Clone(c.Packet)
+	c.Steps = nil
+	var res Result
+	for i, n := range nodes {
+		if err := f.Unwrap(n.priv, delay, pkt, &res); err != nil {
+			t.Fatalf("%s: hop %d: %v", c.Name, i, err)
+		}
+		cmd, _ := res.Command.MarshalBinary()
+		out := pkt
+		if res.Command.Kind.Final() {
+			out = res.Payload
+		}
+		c.Steps = append(c.Steps, vectorStep{Command: cmd, DelayNS: int64(res.Delay), ReplayTag: res.ReplayTag[:], Output: bytes.Clone(out)})
+	}
+	c.Opened = nil
+	if keys != nil {
+		opened, err := f.OpenReply(keys, res.Payload)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		c.Opened = bytes.Clone(opened)
+	}
+	return c
+}
+
+// vectorInputs returns the inputs of the published cases.
+func vectorInputs() []vectorCase {
+	rnd := testRand(0x5eed)
+	hops := func(n int) []vectorHop {
+		hs := make([]vectorHop, n)
+		for i := range hs {
+			hs[i].ID = randomBytes(rnd, NodeIDSize)
+			hs[i].PrivateKey = randomBytes(rnd, KeySize)
+			priv := PrivateKey(hs[i].PrivateKey)
+			pub := priv.Public()
+			hs[i].PublicKey = pub[:]
+		}
+		return hs
+	}
+	cmd := func(c Command) hexBytes { b, _ := c.MarshalBinary(); return b }
+	var loop LoopID
+	copy(loop[:], "loop id of a relay's cover loop.")
+	return []vectorCase{
+		{Name: "forward 3 hops to a mailbox", Kind: "packet", Hops: hops(4), Final: cmd(DeliverToMailbox()),
+			Randomness: randomBytes(rnd, 32), Message: []byte("Strata test vector: forward to mailbox")},
+		{Name: "loop over 5 hops", Kind: "packet", Hops: hops(5), Final: cmd(LoopBack(loop)),
+			Randomness: randomBytes(rnd, 32), Message: []byte("loop")},
+		{Name: "drop cover over 1 hop", Kind: "packet", Hops: hops(1), Final: cmd(DropCover()),
+			Randomness: randomBytes(rnd, 32), Message: nil},
+		{Name: "SURB reply over 4 hops", Kind: "surb", Hops: hops(4), Token: randomBytes(rnd, DeliveryTokenSize),
+			Randomness: randomBytes(rnd, 32+SURBKeySize+SURBIDSize), Message: []byte("Strata test vector: reply")},
+	}
+}
+
+func TestVectors(t *testing.T) {
+	f := testFormat(t)
+	delay := DelayPolicy{Mean: 50 * time.Millisecond}
+	if *updateVectors {
+		vf := vectorFile{Comment: vectorComment, MaxHops: f.Geometry().MaxHops, PayloadSize: f.Geometry().PayloadSize, DelayMeanNS: int64(delay.Mean)}
+		for _, c := range vectorInputs() {
+			vf.Cases = append(vf.Cases, makeVectorCase(t, f, c, delay))
+		}
+		b, err := json.MarshalIndent(vf, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(vectorsPath), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(vectorsPath, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(vectorsPath)
+	if err != nil {
+		t.Fatalf("%v (run go test ./sphinx -run TestVectors -update)", err)
+	}
+	var vf vectorFile
+	if err := json.Unmarshal(b, &vf); err != nil {
+		t.Fatal(err)
+	}
+	if vf.MaxHops != f.Geometry().MaxHops || vf.PayloadSize != f.Geometry().PayloadSize {
+		t.Fatalf("vectors are for %d hops / %d B payloads", vf.MaxHops, vf.PayloadSize)
+	}
+	if len(vf.Cases) < 4 {
+		t.Fatalf("only %d vector cases", len(vf.Cases))
+	}
+	for _, want := range vf.Cases {
+		t.Run(want.Name, func(t *testing.T) {
+			for _, h := range want.Hops {
+				priv := PrivateKey(h.PrivateKey)
+				if pub := priv.Public(); !bytes.Equal(pub[:], h.PublicKey) {
+					t.Fatalf("public key %x, vector says %x", pub, h.PublicKey)
+				}
+			}
+			got := makeVectorCase(t, f, want, DelayPolicy{Mean: time.Duration(vf.DelayMeanNS)})
+			gb, _ := json.Marshal(got)
+			wb, _ := json.Marshal(want)
+			if !bytes.Equal(gb, wb) {
+				mustEqual(t, "packet", got.Packet, want.Packet)
+				mustEqual(t, "SURB", got.SURB, want.SURB)
+				for i := range want.Steps {
+					mustEqual(t, "step output", got.Steps[i].Output, want.Steps[i].Output)
+				}
+				t.Fatalf("case differs from the vector:\n got %s\nwant %s", gb, wb)
+			}
+		})
+	}
+}
