@@ -1,0 +1,165 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// Defaults of the topology rules.
+const (
+	// DefaultLayers is the number of strata a packet crosses.
+	DefaultLayers = 3
+	// DefaultSuccessors is k, the number of next-layer relays each relay
+	// links to.
+	DefaultSuccessors = 8
+)
+
+// VRFOutputSize is the size of an ECVRF-EDWARDS25519-SHA512-ELL2 output.
+const VRFOutputSize = 64
+
+// Ranked is a relay as the strata assignment sees it: its id and its VRF
+// output on the epoch beacon.
+type Ranked struct {
+	ID  sphinx.NodeID
+	VRF [VRFOutputSize]byte
+}
+
+// ErrTopology reports impossible topology parameters.
+var ErrTopology = errors.New("pki: bad topology")
+
+// Graph is an epoch's stratified topology: the relays of each layer in
+// order, and the restricted-route rule linking layer i to layer i+1. It is
+// a pure function of the admitted relays' VRF outputs and the beacon, so
+// every party derives the same graph.
+type Graph struct {
+	// Layers[i] are the relays of stratum i, in VRF order.
+	Layers [][]sphinx.NodeID
+	// K is the number of successors of each relay; a relay links to every
+	// relay of the next layer when K is at least that layer's size.
+	K int
+	// offsets[i] rotates the links from layer i to layer i+1.
+	offsets []int
+	index   map[sphinx.NodeID]position
+}
+
+type position struct{ layer, slot int }
+
+// NewGraph sorts relays into layers strata by VRF output (ties, which an
+// honest VRF never produces, broken by id) and cuts them into strata whose
+// sizes differ by at most one, the earlier strata taking the extra relays.
+// Links from layer i to layer i+1 follow Successors, rotated by an offset
+// drawn from the beacon.
+func NewGraph(relays []Ranked, layers, k int, beacon [32]byte) (*Graph, error) {
+	if layers < 1 {
+		return nil, fmt.Errorf("%w: %d layers", ErrTopology, layers)
+	}
+	if k < 1 {
+		return nil, fmt.Errorf("%w: k = %d", ErrTopology, k)
+	}
+	if len(relays) < layers {
+		return nil, fmt.Errorf("%w: %d relays cannot fill %d layers", ErrTopology, len(relays), layers)
+	}
+	sorted := slices.Clone(relays)
+	slices.SortFunc(sorted, func(a, b Ranked) int {
+		if c := bytes.Compare(a.VRF[:], b.VRF[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
+	g := &Graph{Layers: make([][]sphinx.NodeID, layers), K: k, offsets: make([]int, layers), index: make(map[sphinx.NodeID]position, len(relays))}
+	next := 0
+	for i := range g.Layers {
+		size := len(sorted) / layers
+		if i < len(sorted)%layers {
+			size++
+		}
+		g.Layers[i] = make([]sphinx.NodeID, size)
+		for j := range size {
+			id := sorted[next].ID
+			if _, dup := g.index[id]; dup {
+				return nil, fmt.Errorf("%w: relay %v listed twice", ErrTopology, id)
+			}
+			g.Layers[i][j] = id
+			g.index[id] = position{i, j}
+			next++
+		}
+	}
+	for i := range g.offsets {
+		h := sha256.Sum256(append([]byte(fmt.Sprintf("strata-topology-v1 offset %d ", i)), beacon[:]...))
+		g.offsets[i] = int(binary.BigEndian.Uint64(h[:8]) % uint64(len(g.Layers[(i+1)%layers])))
+	}
+	return g, nil
+}
+
+// Successors returns the slots in layer i+1 that slot j of layer i links to:
+// with n relays in layer i and m in layer i+1, the min(k, m) consecutive
+// slots starting at ⌊j·m/n⌋ + offset (mod m). Every relay has the same
+// out-degree and in-degrees differ by at most about one, so a route drawn
+// uniformly hop by hop is uniform over all valid routes.
+func Successors(j, n, m, k, offset int) []int {
+	k = min(k, m)
+	out := make([]int, k)
+	base := j*m/n + offset
+	for t := range k {
+		out[t] = (base + t) % m
+	}
+	return out
+}
+
+// Next returns the relays of layer+1 that relay slot j of layer links to.
+func (g *Graph) Next(layer, j int) []sphinx.NodeID {
+	if layer < 0 || layer+1 >= len(g.Layers) || j < 0 || j >= len(g.Layers[layer]) {
+		return nil
+	}
+	next := g.Layers[layer+1]
+	slots := Successors(j, len(g.Layers[layer]), len(next), g.K, g.offsets[layer])
+	ids := make([]sphinx.NodeID, len(slots))
+	for t, s := range slots {
+		ids[t] = next[s]
+	}
+	return ids
+}
+
+// Position returns the layer and slot of relay id.
+func (g *Graph) Position(id sphinx.NodeID) (layer, slot int, ok bool) {
+	p, ok := g.index[id]
+	return p.layer, p.slot, ok
+}
+
+// ValidRoute reports whether route crosses the layers in order, one relay a
+// layer, each hop a link of the graph.
+func (g *Graph) ValidRoute(route []sphinx.NodeID) bool {
+	if len(route) != len(g.Layers) {
+		return false
+	}
+	for i, id := range route {
+		p, ok := g.index[id]
+		if !ok || p.layer != i {
+			return false
+		}
+		if i > 0 && !slices.Contains(g.Next(i-1, g.index[route[i-1]].slot), id) {
+			return false
+		}
+	}
+	return true
+}
+
+// RandomRoute draws a route uniformly among the valid ones, with intn(n)
+// returning a uniform integer in [0, n).
+func (g *Graph) RandomRoute(intn func(int) int) []sphinx.NodeID {
+	route := make([]sphinx.NodeID, len(g.Layers))
+	slot := intn(len(g.Layers[0]))
+	route[0] = g.Layers[0][slot]
+	for i := 1; i < len(g.Layers); i++ {
+		next := g.Next(i-1, slot)
+		route[i] = next[intn(len(next))]
+		slot = g.index[route[i]].slot
+	}
+	return route
+}
