@@ -1,0 +1,152 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/strata-mix/strata/pki"
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// View is what a relay's cover traffic needs to know of an epoch: its
+// strata, the mix keys of the relays in them, the delay policy and the loop
+// rate λM.
+type View struct {
+	Epoch    uint64
+	Graph    *pki.Graph
+	MixKeys  map[sphinx.NodeID]sphinx.PublicKey
+	Delay    sphinx.DelayPolicy
+	LoopRate float64 // loops per second
+}
+
+type pendingLoop struct{ sent, deadline time.Time }
+
+// loopGrace is how long after its expected arrival a loop counts as lost.
+const loopGrace = 2 * time.Second
+
+// Cover sends the relay's loop cover traffic: Poisson(λM) packets through
+// one relay of each stratum and back to the relay itself (a Loop final
+// command), and counts the loops that do not come back in time as lost.
+type Cover struct {
+	format *sphinx.Format
+	self   sphinx.Hop
+	view   func() *View
+	send   func(ctx context.Context, to sphinx.NodeID, pkt []byte) error
+	rng    *mrand.Rand
+
+	mu      sync.Mutex
+	pending map[sphinx.LoopID]pendingLoop
+
+	sent, returned, lost prometheus.Counter
+	latency              prometheus.Histogram
+}
+
+// NewCover returns a loop cover sender for the relay self. view returns the
+// current epoch's view; send is the relay's link.
+func NewCover(f *sphinx.Format, self sphinx.Hop, view func() *View, send func(ctx context.Context, to sphinx.NodeID, pkt []byte) error, reg prometheus.Registerer) (*Cover, error) {
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	c := &Cover{
+		format: f, self: self, view: view, send: send,
+		rng:      mrand.New(mrand.NewChaCha8(seed)),
+		pending:  map[sphinx.LoopID]pendingLoop{},
+		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_relay_loops_sent_total", Help: "Loop cover packets sent."}),
+		returned: prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_relay_loops_returned_total", Help: "Loop cover packets that came back."}),
+		lost:     prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_relay_loops_lost_total", Help: "Loop cover packets that did not come back in time."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "strata_relay_loop_latency_seconds", Help: "Round trip of loop cover packets.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+	}
+	if reg != nil {
+		for _, col := range []prometheus.Collector{c.sent, c.returned, c.lost, c.latency} {
+			if err := reg.Register(col); err != nil {
+				return nil, fmt.Errorf("relay: register cover metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Run sends loops until ctx ends.
+func (c *Cover) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	next := time.Now()
+	for {
+		v := c.view()
+		if v == nil || v.LoopRate <= 0 {
+			next = time.Now().Add(time.Second)
+		} else {
+			next = next.Add(time.Duration(c.rng.ExpFloat64() / v.LoopRate * float64(time.Second)))
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		c.expire(time.Now())
+		if v != nil && v.LoopRate > 0 {
+			if err := c.sendLoop(ctx, v); err != nil && ctx.Err() == nil {
+				c.lost.Inc()
+			}
+		}
+	}
+}
+
+// sendLoop builds one loop over a random route of v and sends it.
+func (c *Cover) sendLoop(ctx context.Context, v *View) error {
+	route := v.Graph.RandomRoute(c.rng.IntN)
+	path := make([]sphinx.Hop, 0, len(route)+1)
+	for _, id := range route {
+		key, ok := v.MixKeys[id]
+		if !ok {
+			return fmt.Errorf("relay: no mix key for %v", id)
+		}
+		path = append(path, sphinx.Hop{ID: id, Key: key})
+	}
+	path = append(path, c.self)
+	var id sphinx.LoopID
+	rand.Read(id[:])
+	pkt, r, err := c.format.NewPacket(rand.Reader, path, sphinx.LoopBack(id), v.Delay, nil)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	c.mu.Lock()
+	c.pending[id] = pendingLoop{sent: now, deadline: now.Add(r.Total + loopGrace)}
+	c.mu.Unlock()
+	c.sent.Inc()
+	return c.send(ctx, path[0].ID, pkt)
+}
+
+// Returned records that loop id came back; Relay's Local.Loop calls it.
+func (c *Cover) Returned(id sphinx.LoopID, _ []byte) {
+	c.mu.Lock()
+	p, ok := c.pending[id]
+	delete(c.pending, id)
+	c.mu.Unlock()
+	if ok {
+		c.returned.Inc()
+		c.latency.Observe(time.Since(p.sent).Seconds())
+	}
+}
+
+// expire counts the loops overdue at now as lost.
+func (c *Cover) expire(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, p := range c.pending {
+		if now.After(p.deadline) {
+			delete(c.pending, id)
+			c.lost.Inc()
+		}
+	}
+}

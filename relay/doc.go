@@ -1,0 +1,10 @@
+// Package relay is the mix relay node: its packet pipeline (receive →
+// unwrap → replay check → delay → forward), the replay database, the delay
+// scheduler, relay loop cover traffic and the relay's metrics.
+//
+// A packet's path through the code reads in file order: receive.go,
+// unwrap.go, the Delayer (schedule*.go), forward.go. The relay talks to the
+// network only through the Link interface and learns keys and topology from
+// its caller (a file today, the PKI later), so neither can leak into the
+// pipeline. It must not import client, queue, mailbox or e2e.
+package relay

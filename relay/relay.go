@@ -1,0 +1,129 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// Link sends packets to other nodes. Send must copy pkt before returning and
+// should not wait for a slow peer: the relay forwards from its scheduler, so
+// a blocked Send would delay every other packet. transport.Host.TrySend,
+// which fails at once when the peer's queue is full, is the right fit.
+type Link interface {
+	Send(ctx context.Context, to sphinx.NodeID, pkt []byte) error
+}
+
+// LinkFunc adapts a function to Link.
+type LinkFunc func(ctx context.Context, to sphinx.NodeID, pkt []byte) error
+
+// Send calls f.
+func (f LinkFunc) Send(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
+	return f(ctx, to, pkt)
+}
+
+// Local receives the packets that end at this node: DeliverClient (this
+// relay is the client's home) and Loop (this relay's own cover loops).
+// payload aliases a buffer valid only during the call. Nil methods' packets
+// are dropped and counted.
+type Local struct {
+	Client func(token sphinx.DeliveryToken, id sphinx.SURBID, payload []byte)
+	Loop   func(id sphinx.LoopID, payload []byte)
+}
+
+// Config configures a Relay. Format, Keys, Link and Replay are required.
+type Config struct {
+	Format *sphinx.Format
+	Keys   *Keyring
+	// Delay is the network's per-hop delay policy.
+	Delay sphinx.DelayPolicy
+	Link  Link
+	// Replay is the relay's replay database; the relay's replay stage is
+	// its only user while the relay runs.
+	Replay *ReplayDB
+	// SchedulerCapacity is how many delayed packets the relay holds;
+	// default DefaultSchedulerCapacity.
+	SchedulerCapacity int
+	Local             Local
+	// Workers is the number of unwrap goroutines; default GOMAXPROCS.
+	Workers int
+	// InboundQueue is the number of received packets waiting for a
+	// worker; a full queue pushes back on the sending peer. Default 1024.
+	InboundQueue int
+	Registerer   prometheus.Registerer
+	Logger       *slog.Logger
+}
+
+// Relay is a mix relay: it unwraps the packets it receives, drops replays,
+// holds each packet for its delay and forwards it. Its pipeline is
+// receive.go → unwrap.go → replay.go → schedule.go → forward.go.
+type Relay struct {
+	cfg    Config
+	sched  *Scheduler
+	in     chan *[]byte
+	checks chan checked
+	bufs   sync.Pool
+	m      *metrics
+	log    *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New builds a relay and starts its workers; Close stops them.
+func New(cfg Config) (*Relay, error) {
+	if cfg.Format == nil || cfg.Keys == nil || cfg.Link == nil || cfg.Replay == nil {
+		return nil, errors.New("relay: config needs Format, Keys, Link and Replay")
+	}
+	if err := cfg.Delay.Validate(); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.InboundQueue <= 0 {
+		cfg.InboundQueue = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	size := cfg.Format.Geometry().PacketSize()
+	r := &Relay{cfg: cfg, in: make(chan *[]byte, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), m: m, log: cfg.Logger}
+	r.bufs.New = func() any { b := make([]byte, size); return &b }
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if r.sched, err = NewScheduler(cfg.SchedulerCapacity, r.forward, cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("relay: scheduler: %w", err)
+	}
+	for range cfg.Workers {
+		r.wg.Go(r.unwrapLoop)
+	}
+	r.wg.Go(r.replayLoop)
+	return r, nil
+}
+
+// Close stops the relay. Packets still queued or held are dropped.
+func (r *Relay) Close() error {
+	r.once.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		for _, b := range r.sched.Close() {
+			r.putBuf(b)
+		}
+	})
+	return nil
+}
+
+func (r *Relay) getBuf() *[]byte  { return r.bufs.Get().(*[]byte) }
+func (r *Relay) putBuf(b *[]byte) { r.bufs.Put(b) }

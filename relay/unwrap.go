@@ -1,0 +1,86 @@
+package relay
+
+import (
+	"errors"
+	"time"
+
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// unwrapLoop is one worker: it unwraps packets and passes them to the
+// replay stage. One worker runs per core.
+func (r *Relay) unwrapLoop() {
+	var res sphinx.Result
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case b := <-r.in:
+			r.unwrap(b, &res)
+		}
+	}
+}
+
+func (r *Relay) unwrap(b *[]byte, res *sphinx.Result) {
+	start := time.Now()
+	epoch, err := r.cfg.Keys.unwrap(r.cfg.Format, r.cfg.Delay, *b, res)
+	r.m.unwrapSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		r.m.drop(reasonOf(err))
+		r.putBuf(b)
+		return
+	}
+	c := checked{buf: b, epoch: epoch, tag: tagPrefix(&res.ReplayTag), cmd: res.Command, due: start.Add(res.Delay), payload: res.Payload}
+	select {
+	case r.checks <- c:
+	case <-r.ctx.Done():
+		r.putBuf(b)
+	}
+}
+
+// dispatch sends a packet that passed the replay check on its way: into the
+// scheduler if it is to be forwarded, to the local handlers if its path ends
+// here.
+func (r *Relay) dispatch(c checked) {
+	switch c.cmd.Kind {
+	case sphinx.Forward:
+		if !r.sched.Add(c.due, c.cmd.NextHop(), c.buf) {
+			r.m.drop(reasonSchedulerFull)
+			r.putBuf(c.buf)
+		}
+		return
+	case sphinx.DeliverClient:
+		if f := r.cfg.Local.Client; f != nil {
+			f(c.cmd.Token(), c.cmd.SURBID(), c.payload)
+			r.m.delivered.WithLabelValues("client").Inc()
+		} else {
+			r.m.drop(reasonNoClient)
+		}
+	case sphinx.Loop:
+		if f := r.cfg.Local.Loop; f != nil {
+			f(c.cmd.LoopID(), c.payload)
+			r.m.delivered.WithLabelValues("loop").Inc()
+		} else {
+			r.m.drop(reasonNoLoop)
+		}
+	case sphinx.Drop:
+		r.m.delivered.WithLabelValues("drop").Inc()
+	default: // DeliverMailbox: a relay is not a mailbox node.
+		r.m.drop(reasonNotMailbox)
+	}
+	r.putBuf(c.buf)
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, sphinx.ErrMAC):
+		return reasonMAC
+	case errors.Is(err, sphinx.ErrGroupElement):
+		return reasonGroup
+	case errors.Is(err, sphinx.ErrCommand):
+		return reasonCommand
+	case errors.Is(err, sphinx.ErrPayloadTag):
+		return reasonPayload
+	}
+	return reasonSize
+}
