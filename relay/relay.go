@@ -12,10 +12,10 @@ import (
 	"github.com/strata-mix/strata/sphinx"
 )
 
-// Link sends packets to other nodes. Send must copy pkt before returning and
-// should not wait for a slow peer: the relay forwards from its scheduler, so
-// a blocked Send would delay every other packet. transport.Host.TrySend,
-// which fails at once when the peer's queue is full, is the right fit.
+// Link sends packets to other nodes. Send must copy pkt before returning,
+// and when the peer's queue is full it waits until ctx is done, failing at
+// once if ctx is done already (transport.Host.Send behaves so). The relay
+// passes a done context when it must not wait (see forward.go).
 type Link interface {
 	Send(ctx context.Context, to sphinx.NodeID, pkt []byte) error
 }
@@ -74,6 +74,7 @@ type Relay struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	noWait context.Context // always done: sends that must not wait
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -103,6 +104,9 @@ func New(cfg Config) (*Relay, error) {
 	r := &Relay{cfg: cfg, in: make(chan *[]byte, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), m: m, log: cfg.Logger}
 	r.bufs.New = func() any { b := make([]byte, size); return &b }
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	noWait, stop := context.WithCancel(context.Background())
+	stop()
+	r.noWait = noWait
 	if r.sched, err = NewScheduler(cfg.SchedulerCapacity, r.forward, cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("relay: scheduler: %w", err)
 	}

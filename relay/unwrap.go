@@ -44,6 +44,10 @@ func (r *Relay) unwrap(b *[]byte, res *sphinx.Result) {
 func (r *Relay) dispatch(c checked) {
 	switch c.cmd.Kind {
 	case sphinx.Forward:
+		if !c.due.After(time.Now()) {
+			r.forwardNow(c.cmd.NextHop(), c.buf)
+			return
+		}
 		if !r.sched.Add(c.due, c.cmd.NextHop(), c.buf) {
 			r.m.drop(reasonSchedulerFull)
 			r.putBuf(c.buf)

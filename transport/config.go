@@ -1,0 +1,146 @@
+package transport
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Handler receives one packet from a peer. pkt is exactly Config.PacketSize
+// bytes and is borrowed: it is valid only until Handler returns, and Handler
+// may modify it in place (for example to decrypt it) but must copy it to keep
+// it. Handler is called from one goroutine per inbound stream, so calls for
+// different peers run concurrently while the packets of one peer arrive in
+// order, one call at a time. A Handler that blocks stalls only its peer's
+// stream: flow control pushes back on that peer, which then sees its own send
+// queue fill. Handler must not call [Host.Close].
+type Handler func(from NodeID, pkt []byte)
+
+// Security names a libp2p security protocol for TCP connections. QUIC always
+// uses TLS 1.3.
+type Security int
+
+// The security protocols a host can offer.
+const (
+	// SecurityTLS is libp2p TLS 1.3 (/tls/1.0.0). Go's crypto/tls
+	// negotiates the hybrid post-quantum group X25519MLKEM768 by default.
+	SecurityTLS Security = iota + 1
+	// SecurityNoise is libp2p Noise XX with X25519 (/noise); it is
+	// classical only.
+	SecurityNoise
+)
+
+func (s Security) String() string {
+	switch s {
+	case SecurityTLS:
+		return "tls"
+	case SecurityNoise:
+		return "noise"
+	}
+	return fmt.Sprintf("Security(%d)", int(s))
+}
+
+// Config configures a [Host]. Every field but Identity and PacketSize may be
+// left zero to take its default.
+type Config struct {
+	// Identity is the node's Ed25519 identity key; it names the node (see
+	// NodeID) and authenticates its connections. Required.
+	Identity ed25519.PrivateKey
+
+	// PacketSize is the exact size of every packet, in bytes, between 1 and
+	// 65535. Required. Strata's Sphinx packets are 2341 bytes.
+	PacketSize int
+
+	// ListenAddrs are the multiaddrs to listen on. Default:
+	// /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1 (random ports
+	// on loopback). Ignored when NoListen is set.
+	ListenAddrs []string
+
+	// NoListen makes a host that only dials, as a client does: it can still
+	// receive packets on the connections it opened.
+	NoListen bool
+
+	// Security lists the security protocols offered on TCP, most preferred
+	// first. Default: SecurityTLS, then SecurityNoise.
+	Security []Security
+
+	// Handler receives the packets. Default: packets are counted and
+	// discarded.
+	Handler Handler
+
+	// SendQueue is the number of packets each peer's send queue holds.
+	// Default 512.
+	SendQueue int
+
+	// MaxStreamsPerPeer is how many inbound mix streams a peer may hold open
+	// at once; one more and the peer is disconnected. Default 4.
+	MaxStreamsPerPeer int
+
+	// WriteTimeout bounds one batch of writes to a peer; a peer that does not
+	// read for this long has its stream reset and is redialled. Default 10s.
+	WriteTimeout time.Duration
+
+	// DialTimeout bounds opening a stream, including dialing. Default 10s.
+	DialTimeout time.Duration
+
+	// BanDuration is how long a peer disconnected for bad input is refused,
+	// in both directions. Default 30s; negative disables bans.
+	BanDuration time.Duration
+
+	// Registerer receives the host's metrics. Default: metrics are kept but
+	// not registered. Hosts that share a registry must wrap it with distinct
+	// labels (prometheus.WrapRegistererWith).
+	Registerer prometheus.Registerer
+
+	// Logger receives the host's logs. Default: logs are discarded.
+	Logger *slog.Logger
+}
+
+// withDefaults checks c and returns a copy with zero fields filled in.
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Identity) != ed25519.PrivateKeySize {
+		return c, fmt.Errorf("transport: config: Identity: %w (got %d bytes)", ErrNotEd25519, len(c.Identity))
+	}
+	if c.PacketSize <= 0 || c.PacketSize > maxPacketSize {
+		return c, fmt.Errorf("transport: config: PacketSize %d outside 1..%d", c.PacketSize, maxPacketSize)
+	}
+	if c.ListenAddrs == nil && !c.NoListen {
+		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	if len(c.Security) == 0 {
+		c.Security = []Security{SecurityTLS, SecurityNoise}
+	}
+	for _, s := range c.Security {
+		if s != SecurityTLS && s != SecurityNoise {
+			return c, fmt.Errorf("transport: config: unknown %v", s)
+		}
+	}
+	if c.Handler == nil {
+		c.Handler = func(NodeID, []byte) {}
+	}
+	if c.SendQueue < 0 || c.MaxStreamsPerPeer < 0 || c.WriteTimeout < 0 || c.DialTimeout < 0 {
+		return c, fmt.Errorf("transport: config: negative SendQueue, MaxStreamsPerPeer, WriteTimeout or DialTimeout")
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = defaultSendQueue
+	}
+	if c.MaxStreamsPerPeer == 0 {
+		c.MaxStreamsPerPeer = defaultMaxStreamsPerPeer
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = defaultDialTimeout
+	}
+	if c.BanDuration == 0 {
+		c.BanDuration = defaultBanDuration
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}

@@ -1,0 +1,248 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// errStopped ends a sender whose peer left the pool or whose host closed.
+var errStopped = errors.New("sender stopped")
+
+// TrySend queues a copy of pkt for the node and returns at once. It returns
+// an error wrapping ErrQueueFull when the node's queue is full (the packet is
+// dropped and counted), ErrUnknownPeer when the node was never added and is
+// not connected, and ErrPacketSize when pkt is not PacketSize bytes. A nil
+// error means queued, not delivered: the transport is lossy, as a mix network
+// is. A relay forwards with TrySend so that one slow successor never holds
+// up the others.
+func (h *Host) TrySend(to NodeID, pkt []byte) error {
+	p, b, err := h.prepare(to, pkt)
+	if err != nil {
+		return err
+	}
+	select {
+	case p.queue <- b:
+		return nil
+	default:
+		h.putBuf(b)
+		h.m.queueFull.Inc()
+		return fmt.Errorf("transport: send to %v: %w", to, ErrQueueFull)
+	}
+}
+
+// Send is TrySend that waits while the node's queue is full, until ctx is
+// done (the error then wraps both ErrQueueFull and ctx.Err()). Only the
+// calling goroutine waits; other peers' queues are not affected.
+func (h *Host) Send(ctx context.Context, to NodeID, pkt []byte) error {
+	p, b, err := h.prepare(to, pkt)
+	if err != nil {
+		return err
+	}
+	select {
+	case p.queue <- b:
+		return nil
+	default:
+	}
+	select {
+	case p.queue <- b:
+		return nil
+	case <-ctx.Done():
+		h.putBuf(b)
+		h.m.queueFull.Inc()
+		return fmt.Errorf("transport: send to %v: %w: %w", to, ErrQueueFull, ctx.Err())
+	case <-p.done:
+		h.putBuf(b)
+		return fmt.Errorf("transport: send to %v: %w (left the pool)", to, ErrUnknownPeer)
+	case <-h.ctx.Done():
+		h.putBuf(b)
+		return fmt.Errorf("transport: send to %v: %w", to, ErrClosed)
+	}
+}
+
+// prepare finds the node's pool entry, starting its sender on first use, and
+// copies pkt into a pooled buffer.
+func (h *Host) prepare(to NodeID, pkt []byte) (*peerState, *[]byte, error) {
+	if len(pkt) != h.cfg.PacketSize {
+		return nil, nil, fmt.Errorf("transport: send to %v: %w: %d bytes, want %d", to, ErrPacketSize, len(pkt), h.cfg.PacketSize)
+	}
+	h.mu.RLock()
+	if h.closed {
+		h.mu.RUnlock()
+		return nil, nil, fmt.Errorf("transport: send to %v: %w", to, ErrClosed)
+	}
+	p := h.peers[to]
+	if p == nil {
+		h.mu.RUnlock()
+		if to == h.id {
+			return nil, nil, fmt.Errorf("transport: send to %v: %w", to, ErrSelf)
+		}
+		return nil, nil, fmt.Errorf("transport: send to %v: %w", to, ErrUnknownPeer)
+	}
+	// Starting under the read lock orders wg.Add before Close's wg.Wait.
+	p.start.Do(func() {
+		p.queue = make(chan *[]byte, h.cfg.SendQueue)
+		h.wg.Add(1)
+		go h.runSender(p)
+	})
+	h.mu.RUnlock()
+	b := h.getBuf()
+	copy(*b, pkt)
+	return p, b, nil
+}
+
+// runSender owns the node's outbound stream: it opens the stream when the
+// first packet arrives, drains the queue into it and reopens it with backoff
+// when it breaks.
+func (h *Host) runSender(p *peerState) {
+	defer h.wg.Done()
+	defer h.dropQueued(p)
+	var bo backoff
+	for {
+		var b *[]byte
+		select {
+		case b = <-p.queue:
+		case <-p.done:
+			return
+		case <-h.ctx.Done():
+			return
+		}
+		s, err := h.openStream(p, &bo)
+		if err != nil {
+			h.putBuf(b)
+			h.m.dropped.WithLabelValues(dropPeerRemoved).Inc()
+			return
+		}
+		sent, err := h.pump(p, s, b)
+		_ = s.Reset()
+		if errors.Is(err, errStopped) {
+			return
+		}
+		h.m.streamErrors.Inc()
+		h.log.Debug("stream to peer broke", "peer", p.id, "frames", sent, "err", err)
+		if sent > 0 {
+			bo.reset()
+		}
+		bo.failed()
+	}
+}
+
+// openStream opens a mix stream to the node, over an existing connection if
+// there is one, else by dialing; it retries with backoff until it succeeds or
+// the sender stops. Every failure counts towards the next wait.
+func (h *Host) openStream(p *peerState, bo *backoff) (network.Stream, error) {
+	for {
+		if err := bo.wait(h.ctx, p.done); err != nil {
+			return nil, err
+		}
+		if bo.attempts > 0 {
+			h.m.redials.Inc()
+		}
+		dialing := h.host.Network().Connectedness(p.pid) != network.Connected
+		if dialing {
+			h.mu.RLock()
+			h.setDialAddrsLocked(p)
+			h.mu.RUnlock()
+		}
+		// The pool is the backoff authority: swarm's own dial backoff would
+		// hold a restarted peer off for seconds after our timer fired.
+		ctx := network.WithForceDirectDial(h.ctx, "strata pool")
+		ctx, cancel := context.WithTimeout(ctx, h.cfg.DialTimeout)
+		s, err := h.host.NewStream(ctx, p.pid, ProtocolID)
+		cancel()
+		if dialing {
+			if err != nil {
+				h.m.dials.WithLabelValues("error").Inc()
+			} else {
+				h.m.dials.WithLabelValues("ok").Inc()
+			}
+		}
+		if err == nil {
+			return s, nil
+		}
+		h.log.Debug("open stream failed", "peer", p.id, "attempt", bo.attempts, "err", err)
+		bo.failed()
+	}
+}
+
+// pump writes frames to s until a write fails or the sender stops. Frames are
+// batched in a buffered writer flushed whenever the queue runs empty, so a
+// busy peer gets large writes and an idle one gets no added latency. It
+// returns how many frames it flushed.
+func (h *Host) pump(p *peerState, s network.Stream, b *[]byte) (int, error) {
+	w := bufio.NewWriterSize(s, writeBufferSize)
+	frameBytes := float64(frameHeaderSize + h.cfg.PacketSize)
+	sent := 0
+	for {
+		if err := s.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)); err != nil {
+			h.putBuf(b)
+			return sent, err
+		}
+		n := 0
+	batch:
+		for {
+			err := writeFrame(w, *b)
+			h.putBuf(b)
+			if err != nil {
+				return sent, h.writeError(err)
+			}
+			n++
+			if n == maxBatchFrames {
+				break
+			}
+			select {
+			case b = <-p.queue:
+			default:
+				break batch
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return sent, h.writeError(err)
+		}
+		sent += n
+		h.m.framesOut.Add(float64(n))
+		h.m.bytesOut.Add(float64(n) * frameBytes)
+		select {
+		case b = <-p.queue:
+		case <-p.done:
+			return sent, errStopped
+		case <-h.ctx.Done():
+			return sent, errStopped
+		}
+	}
+}
+
+func (h *Host) writeError(err error) error {
+	if h.ctx.Err() != nil {
+		return errStopped
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		h.m.writeTimeouts.Inc()
+	}
+	return err
+}
+
+// dropQueued returns the buffers left in a stopped sender's queue.
+func (h *Host) dropQueued(p *peerState) {
+	n := 0
+	for {
+		select {
+		case b := <-p.queue:
+			h.putBuf(b)
+			n++
+		default:
+			if n > 0 {
+				h.m.dropped.WithLabelValues(dropPeerRemoved).Add(float64(n))
+			}
+			return
+		}
+	}
+}
+
+func (h *Host) getBuf() *[]byte  { return h.bufs.Get().(*[]byte) }
+func (h *Host) putBuf(b *[]byte) { h.bufs.Put(b) }
