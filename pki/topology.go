@@ -72,27 +72,47 @@ func NewGraph(relays []Ranked, layers, k int, beacon [32]byte) (*Graph, error) {
 		}
 		return bytes.Compare(a.ID[:], b.ID[:])
 	})
-	g := &Graph{Layers: make([][]sphinx.NodeID, layers), K: k, offsets: make([]int, layers), index: make(map[sphinx.NodeID]position, len(relays))}
+	cut := make([][]sphinx.NodeID, layers)
 	next := 0
-	for i := range g.Layers {
+	for i := range cut {
 		size := len(sorted) / layers
 		if i < len(sorted)%layers {
 			size++
 		}
-		g.Layers[i] = make([]sphinx.NodeID, size)
-		for j := range size {
-			id := sorted[next].ID
+		for _, r := range sorted[next : next+size] {
+			cut[i] = append(cut[i], r.ID)
+		}
+		next += size
+	}
+	return NewGraphFromLayers(cut, k, beacon)
+}
+
+// NewGraphFromLayers builds a graph whose strata are given, in order (a
+// static topology file, or a simulator); links follow Successors as in
+// NewGraph.
+func NewGraphFromLayers(layers [][]sphinx.NodeID, k int, beacon [32]byte) (*Graph, error) {
+	if len(layers) < 1 {
+		return nil, fmt.Errorf("%w: no layers", ErrTopology)
+	}
+	if k < 1 {
+		return nil, fmt.Errorf("%w: k = %d", ErrTopology, k)
+	}
+	g := &Graph{Layers: make([][]sphinx.NodeID, len(layers)), K: k, offsets: make([]int, len(layers)), index: map[sphinx.NodeID]position{}}
+	for i, layer := range layers {
+		if len(layer) == 0 {
+			return nil, fmt.Errorf("%w: layer %d is empty", ErrTopology, i)
+		}
+		g.Layers[i] = slices.Clone(layer)
+		for j, id := range layer {
 			if _, dup := g.index[id]; dup {
 				return nil, fmt.Errorf("%w: relay %v listed twice", ErrTopology, id)
 			}
-			g.Layers[i][j] = id
 			g.index[id] = position{i, j}
-			next++
 		}
 	}
 	for i := range g.offsets {
 		h := sha256.Sum256(append([]byte(fmt.Sprintf("strata-topology-v1 offset %d ", i)), beacon[:]...))
-		g.offsets[i] = int(binary.BigEndian.Uint64(h[:8]) % uint64(len(g.Layers[(i+1)%layers])))
+		g.offsets[i] = int(binary.BigEndian.Uint64(h[:8]) % uint64(len(g.Layers[(i+1)%len(layers)])))
 	}
 	return g, nil
 }
