@@ -68,6 +68,7 @@ type Relay struct {
 	sched  *Scheduler
 	in     chan *[]byte
 	checks chan checked
+	rotate chan uint64
 	bufs   sync.Pool
 	m      *metrics
 	log    *slog.Logger
@@ -101,7 +102,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	size := cfg.Format.Geometry().PacketSize()
-	r := &Relay{cfg: cfg, in: make(chan *[]byte, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), m: m, log: cfg.Logger}
+	r := &Relay{cfg: cfg, in: make(chan *[]byte, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
 	r.bufs.New = func() any { b := make([]byte, size); return &b }
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	noWait, stop := context.WithCancel(context.Background())
@@ -126,6 +127,20 @@ func (r *Relay) Close() error {
 			r.putBuf(b)
 		}
 	})
+	return nil
+}
+
+// SetEpoch installs the keys of a new key epoch (current first, then the
+// previous one for its grace period) and lets the replay database drop the
+// tags of epochs older than the previous one.
+func (r *Relay) SetEpoch(current uint64, keys ...EpochKey) error {
+	if err := r.cfg.Keys.Set(current, keys...); err != nil {
+		return err
+	}
+	select {
+	case r.rotate <- current:
+	case <-r.ctx.Done():
+	}
 	return nil
 }
 

@@ -32,6 +32,11 @@ func (r *Relay) replayLoop() {
 		select {
 		case <-r.ctx.Done():
 			return
+		case epoch := <-r.rotate:
+			if err := r.cfg.Replay.Rotate(epoch); err != nil {
+				r.log.Warn("replay DB rotation", "err", err)
+			}
+			continue
 		case c := <-r.checks:
 			batch = append(batch, c)
 		}

@@ -128,7 +128,7 @@ func schedulerLateness(t testing.TB, n int) []time.Duration {
 // TestSchedulerLatenessUnderLoad holds 20,000 packets and checks that none
 // leaves early and that they leave on time. The 1 ms p99 target is measured
 // by BenchmarkSchedulerLateness on a quiet machine; this test must also pass
-// under -race on a busy one, so it asserts 50 ms (a broken heap or a missed
+// under -race on a busy one, so it asserts 250 ms (a broken heap or a missed
 // wake-up misses that by seconds).
 func TestSchedulerLatenessUnderLoad(t *testing.T) {
 	const n = 20_000
@@ -138,7 +138,7 @@ func TestSchedulerLatenessUnderLoad(t *testing.T) {
 	if late[0] < 0 {
 		t.Fatal("released early")
 	}
-	if p99 > 50*time.Millisecond {
+	if p99 > 250*time.Millisecond {
 		t.Fatalf("p99 lateness %v", p99)
 	}
 }

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-mix/strata/node"
+)
+
+func newRelayCmd() *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Run a mix relay",
+		Long: `relay runs a mix relay from a TOML config file (see docs/relay.md): it
+listens on libp2p, unwraps, replay-checks, delays and forwards Sphinx
+packets, sends loop cover traffic, serves Prometheus metrics, and follows
+its topology file from epoch to epoch. SIGINT or SIGTERM stops it cleanly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := node.LoadRelayConfig(config)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			return node.RunRelay(cmd.Context(), cfg, log)
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "relay.toml", "relay config file")
+	return cmd
+}

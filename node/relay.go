@@ -1,0 +1,258 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/strata-mix/strata/relay"
+	"github.com/strata-mix/strata/sphinx"
+	"github.com/strata-mix/strata/transport"
+)
+
+// RelayConfig is a relay's config file (TOML). Paths are relative to the
+// working directory.
+type RelayConfig struct {
+	// Identity is the identity key file made by `strata keygen`.
+	Identity string `toml:"identity"`
+	// DataDir holds the mix keys and the replay database.
+	DataDir string `toml:"data_dir"`
+	// Listen are libp2p multiaddrs; default TCP and QUIC on loopback.
+	Listen []string `toml:"listen"`
+	// Metrics is the host:port of the Prometheus endpoint; empty: none.
+	Metrics string `toml:"metrics"`
+	// Topology is the static topology file, re-read every few seconds so
+	// that a new epoch takes effect without a restart.
+	Topology string `toml:"topology"`
+	// SchedulerCapacity bounds the delayed packets held; 0: default.
+	SchedulerCapacity int `toml:"scheduler_capacity"`
+	// MaxRate (packets/s) and EpochLength size the replay database:
+	// 3 epochs × EpochLength × MaxRate tags. Defaults 20,000/s and 1h.
+	MaxRate     int    `toml:"max_rate"`
+	EpochLength string `toml:"epoch_length"`
+}
+
+// LoadRelayConfig reads a relay config file; unknown keys are errors.
+func LoadRelayConfig(path string) (*RelayConfig, error) {
+	var c RelayConfig
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return nil, fmt.Errorf("node: relay config %s: %w", path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return nil, fmt.Errorf("node: relay config %s: unknown key %q", path, un[0].String())
+	}
+	return &c, c.check()
+}
+
+func (c *RelayConfig) check() error {
+	if c.Identity == "" || c.DataDir == "" || c.Topology == "" {
+		return errors.New("node: relay config needs identity, data_dir and topology")
+	}
+	if c.MaxRate < 0 || c.SchedulerCapacity < 0 {
+		return errors.New("node: relay config: negative max_rate or scheduler_capacity")
+	}
+	if c.EpochLength != "" {
+		if d, err := time.ParseDuration(c.EpochLength); err != nil || d <= 0 {
+			return fmt.Errorf("node: relay config: epoch_length %q: want a positive duration", c.EpochLength)
+		}
+	}
+	return nil
+}
+
+func (c *RelayConfig) replayCap() int {
+	rate, length := c.MaxRate, time.Hour
+	if rate == 0 {
+		rate = 20_000
+	}
+	if c.EpochLength != "" {
+		length, _ = time.ParseDuration(c.EpochLength)
+	}
+	return 3 * rate * int(length/time.Second)
+}
+
+// RunRelay runs a relay until ctx ends: transport, pipeline, loop cover,
+// metrics endpoint and topology reloads.
+func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	identity, err := transport.LoadIdentity(cfg.Identity)
+	if err != nil {
+		return err
+	}
+	topo, err := LoadStaticTopology(cfg.Topology)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	format, err := sphinx.NewFormat(sphinx.DefaultGeometry())
+	if err != nil {
+		return err
+	}
+	keys, err := epochKeys(cfg.DataDir, topo.Number)
+	if err != nil {
+		return err
+	}
+	keyring, err := relay.NewKeyring(topo.Number, keys...)
+	if err != nil {
+		return err
+	}
+	db, err := relay.OpenReplayDB(cfg.DataDir+"/replay", cfg.replayCap())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	var r atomic.Pointer[relay.Relay]
+	host, err := transport.New(ctx, transport.Config{
+		Identity: identity, PacketSize: format.Geometry().PacketSize(), ListenAddrs: cfg.Listen,
+		Handler: func(from transport.NodeID, pkt []byte) {
+			if rr := r.Load(); rr != nil {
+				rr.HandlePacket(sphinx.NodeID(from), pkt)
+			}
+		},
+		Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	self := sphinx.NodeID(host.ID())
+	addPeers(host, topo, log)
+
+	var current atomic.Pointer[Epoch]
+	current.Store(topo)
+	// A loop may pass through this relay's own stratum: packets to self
+	// stay in the process.
+	link := relay.LinkFunc(func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
+		if to == self {
+			if rr := r.Load(); rr != nil {
+				return rr.Inject(pkt)
+			}
+			return relay.ErrBusy
+		}
+		return host.Send(ctx, transport.NodeID(to), pkt)
+	})
+	selfKey, ok := topo.MixKeys[self]
+	if !ok {
+		return fmt.Errorf("node: the topology has no mix key of this relay (%v) for epoch %d", self, topo.Number)
+	}
+	cover, err := relay.NewCover(format, sphinx.Hop{ID: self, Key: selfKey}, func() *relay.View { return current.Load().View }, link.Send, reg)
+	if err != nil {
+		return err
+	}
+	rl, err := relay.New(relay.Config{
+		Format: format, Keys: keyring, Delay: topo.Delay, Link: link, Replay: db,
+		SchedulerCapacity: cfg.SchedulerCapacity, Local: relay.Local{Loop: cover.Returned},
+		Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer rl.Close()
+	r.Store(rl)
+
+	if cfg.Metrics != "" {
+		stop, err := serveMetrics(cfg.Metrics, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	log.Info("relay up", "id", self, "addrs", host.Addrs(), "epoch", topo.Number)
+	go cover.Run(ctx)
+	watchTopology(ctx, cfg, &current, rl, host, log)
+	return nil
+}
+
+// epochKeys loads the relay's mix keys for epoch and, if present, the
+// previous one (its grace period).
+func epochKeys(dataDir string, epoch uint64) ([]relay.EpochKey, error) {
+	cur, err := LoadMixKey(dataDir, epoch)
+	if err != nil {
+		return nil, err
+	}
+	keys := []relay.EpochKey{{Epoch: epoch, Key: cur}}
+	if epoch > 0 {
+		if prev, err := LoadMixKey(dataDir, epoch-1); err == nil {
+			keys = append(keys, relay.EpochKey{Epoch: epoch - 1, Key: prev})
+		}
+	}
+	return keys, nil
+}
+
+func addPeers(host *transport.Host, e *Epoch, log *slog.Logger) {
+	for _, p := range e.Peers {
+		if transport.NodeIDFromPublicKey(p.PublicKey) == host.ID() {
+			continue
+		}
+		if err := host.AddPeer(p); err != nil {
+			log.Warn("topology peer rejected", "err", err)
+		}
+	}
+}
+
+// watchTopology re-reads the topology file until ctx ends and switches the
+// relay to each new epoch it announces.
+func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointer[Epoch], rl *relay.Relay, host *transport.Host, log *slog.Logger) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var lastMod time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st, err := os.Stat(cfg.Topology)
+		if err != nil || !st.ModTime().After(lastMod) {
+			continue
+		}
+		lastMod = st.ModTime()
+		next, err := LoadStaticTopology(cfg.Topology)
+		if err != nil {
+			log.Warn("topology reload", "err", err)
+			continue
+		}
+		addPeers(host, next, log)
+		if next.Number != current.Load().Number {
+			keys, err := epochKeys(cfg.DataDir, next.Number)
+			if err != nil {
+				log.Warn("new epoch without a mix key; staying", "epoch", next.Number, "err", err)
+				continue
+			}
+			if err := rl.SetEpoch(next.Number, keys...); err != nil {
+				log.Warn("epoch change", "err", err)
+				continue
+			}
+			log.Info("epoch change", "epoch", next.Number)
+		}
+		current.Store(next)
+	}
+}
+
+// serveMetrics serves reg on addr at /metrics.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("node: metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() { srv.Close() }, nil
+}
