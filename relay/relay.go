@@ -69,9 +69,12 @@ type Relay struct {
 	in     chan *[]byte
 	checks chan checked
 	rotate chan uint64
-	bufs   sync.Pool
-	m      *metrics
-	log    *slog.Logger
+	// commits carries durable commits to dispatchLoop; freeCommits
+	// recycles them.
+	commits, freeCommits chan *commit
+	bufs                 sync.Pool
+	m                    *metrics
+	log                  *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -104,6 +107,10 @@ func New(cfg Config) (*Relay, error) {
 	size := cfg.Format.Geometry().PacketSize()
 	r := &Relay{cfg: cfg, in: make(chan *[]byte, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
 	r.bufs.New = func() any { b := make([]byte, size); return &b }
+	r.commits, r.freeCommits = make(chan *commit, replayCommits), make(chan *commit, replayCommits)
+	for range replayCommits {
+		r.freeCommits <- &commit{items: make([]checked, 0, maxReplayBatch), tags: make([]Tag, 0, maxReplayBatch)}
+	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	noWait, stop := context.WithCancel(context.Background())
 	stop()
@@ -115,6 +122,7 @@ func New(cfg Config) (*Relay, error) {
 		r.wg.Go(r.unwrapLoop)
 	}
 	r.wg.Go(r.replayLoop)
+	r.wg.Go(r.dispatchLoop)
 	return r, nil
 }
 

@@ -20,15 +20,29 @@ type checked struct {
 // maxReplayBatch bounds one group commit of the replay stage.
 const maxReplayBatch = 1024
 
+// commit is one group commit: the packets and their replay verdicts.
+type commit struct {
+	items []checked
+	tags  []Tag
+}
+
+// replayCommits is how many commits are in flight: one being checked and
+// fsynced while the one before is dispatched, and spares.
+const replayCommits = 4
+
 // replayLoop is the replay stage: it takes every packet the workers have
 // unwrapped since its last fsync, checks and records their tags in one group
-// commit, and only then lets the survivors go on. It is the only user of
-// the ReplayDB, so the tag sets need no lock.
+// commit, and only then hands them to dispatchLoop, which sends them on
+// while the next commit's fsync runs. It is the only user of the ReplayDB,
+// so the tag sets need no lock.
 func (r *Relay) replayLoop() {
-	batch := make([]checked, 0, maxReplayBatch)
-	tags := make([]Tag, 0, maxReplayBatch)
 	for {
-		batch = batch[:0]
+		var cm *commit
+		select {
+		case <-r.ctx.Done():
+			return
+		case cm = <-r.freeCommits:
+		}
 		select {
 		case <-r.ctx.Done():
 			return
@@ -36,37 +50,56 @@ func (r *Relay) replayLoop() {
 			if err := r.cfg.Replay.Rotate(epoch); err != nil {
 				r.log.Warn("replay DB rotation", "err", err)
 			}
+			r.freeCommits <- cm
 			continue
 		case c := <-r.checks:
-			batch = append(batch, c)
+			cm.items = append(cm.items, c)
 		}
 	drain:
-		for len(batch) < maxReplayBatch {
+		for len(cm.items) < maxReplayBatch {
 			select {
 			case c := <-r.checks:
-				batch = append(batch, c)
+				cm.items = append(cm.items, c)
 			default:
 				break drain
 			}
 		}
-		tags = tags[:0]
-		for _, c := range batch {
-			tags = append(tags, Tag{Epoch: c.epoch, Prefix: c.tag})
+		for _, c := range cm.items {
+			cm.tags = append(cm.tags, Tag{Epoch: c.epoch, Prefix: c.tag})
 		}
-		r.cfg.Replay.Check(tags)
-		for i, c := range batch {
+		r.cfg.Replay.Check(cm.tags)
+		select {
+		case r.commits <- cm:
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// dispatchLoop sends on the packets of each durable commit.
+func (r *Relay) dispatchLoop() {
+	for {
+		var cm *commit
+		select {
+		case <-r.ctx.Done():
+			return
+		case cm = <-r.commits:
+		}
+		for i, c := range cm.items {
 			switch {
-			case tags[i].Err != nil:
-				r.log.Warn("replay check failed; dropping packet", "err", tags[i].Err)
+			case cm.tags[i].Err != nil:
+				r.log.Warn("replay check failed; dropping packet", "err", cm.tags[i].Err)
 				r.m.drop(reasonReplayDB)
 				r.putBuf(c.buf)
-			case tags[i].Seen:
+			case cm.tags[i].Seen:
 				r.m.drop(reasonReplay)
 				r.putBuf(c.buf)
 			default:
 				r.dispatch(c)
 			}
 		}
+		cm.items, cm.tags = cm.items[:0], cm.tags[:0]
+		r.freeCommits <- cm
 	}
 }
 
