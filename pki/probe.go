@@ -1,0 +1,186 @@
+package pki
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// ProbeProtocol is the libp2p protocol validators probe nodes with. The
+// validator dials the node's registered addresses, expecting the peer id
+// of its registered identity key (so the libp2p handshake already proves
+// the key is there), opens a stream, and writes a 32-byte random
+// challenge; the node answers with its Ed25519 signature of
+// probeDomain ‖ len(chain id) ‖ chain id ‖ challenge, proving that the
+// identity key is live behind a Strata node, not merely a libp2p host.
+const ProbeProtocol = protocol.ID("/strata/pki/probe/1")
+
+const (
+	probeDomain       = "strata-pki-probe-v1\x00"
+	probeChallengeLen = 32
+)
+
+func probeMessage(chainID string, challenge []byte) []byte {
+	m := append([]byte(probeDomain), uint8(len(chainID)))
+	m = append(m, chainID...)
+	return append(m, challenge...)
+}
+
+// ServeProbe answers validators' probes on h, signing with the node's
+// identity key, which must be h's identity.
+func ServeProbe(h host.Host, identity ed25519.PrivateKey, chainID string) {
+	h.SetStreamHandler(ProbeProtocol, func(s network.Stream) {
+		defer s.Close()
+		_ = s.SetDeadline(time.Now().Add(10 * time.Second))
+		challenge := make([]byte, probeChallengeLen)
+		if _, err := io.ReadFull(s, challenge); err != nil {
+			_ = s.Reset()
+			return
+		}
+		_, _ = s.Write(ed25519.Sign(identity, probeMessage(chainID, challenge)))
+	})
+}
+
+// libp2pOptions are the transports and security protocols of Strata's
+// hosts (see docs/transport.md), so probes reach transport hosts.
+func libp2pOptions(identity ed25519.PrivateKey) ([]libp2p.Option, error) {
+	k, err := crypto.UnmarshalEd25519PrivateKey(identity)
+	if err != nil {
+		return nil, fmt.Errorf("pki: identity: %w", err)
+	}
+	return []libp2p.Option{
+		libp2p.Identity(k),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.DisableRelay(),
+		libp2p.Ping(false),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("strata-pki"),
+	}, nil
+}
+
+// StartProbeHost starts a libp2p host for identity listening on listen
+// (default one TCP port on 127.0.0.1) that answers probes. A node whose
+// transport host cannot mount ServeProbe runs this beside it and
+// registers these addresses.
+func StartProbeHost(identity ed25519.PrivateKey, chainID string, listen ...string) (host.Host, error) {
+	opts, err := libp2pOptions(identity)
+	if err != nil {
+		return nil, err
+	}
+	if len(listen) == 0 {
+		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	h, err := libp2p.New(append(opts, libp2p.ListenAddrStrings(listen...))...)
+	if err != nil {
+		return nil, fmt.Errorf("pki: probe host: %w", err)
+	}
+	ServeProbe(h, identity, chainID)
+	return h, nil
+}
+
+// HostAddrs returns h's listen addresses in the form an intention
+// carries: canonical text, no /p2p component.
+func HostAddrs(h host.Host) []string {
+	var out []string
+	for _, a := range h.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// ErrProbe is wrapped by every probe failure.
+var ErrProbe = errors.New("pki: probe failed")
+
+// Prober probes nodes from a libp2p host that only dials.
+type Prober struct {
+	h       host.Host
+	chainID string
+}
+
+// NewProber starts a dial-only libp2p host with a fresh key.
+func NewProber(chainID string) (*Prober, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := libp2pOptions(key)
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(append(opts, libp2p.NoListenAddrs)...)
+	if err != nil {
+		return nil, fmt.Errorf("pki: prober host: %w", err)
+	}
+	return &Prober{h: h, chainID: chainID}, nil
+}
+
+// Close stops the prober's host.
+func (p *Prober) Close() error { return p.h.Close() }
+
+// Probe checks that the node with identity key pub answers at addrs: it
+// connects, sends a challenge and verifies the signed answer.
+func (p *Prober) Probe(ctx context.Context, pub [ed25519.PublicKeySize]byte, addrs []string) error {
+	pk, err := crypto.UnmarshalEd25519PublicKey(pub[:])
+	if err != nil {
+		return fmt.Errorf("%w: key: %w", ErrProbe, err)
+	}
+	pid, err := peer.IDFromPublicKey(pk)
+	if err != nil {
+		return fmt.Errorf("%w: peer id: %w", ErrProbe, err)
+	}
+	info := peer.AddrInfo{ID: pid}
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return fmt.Errorf("%w: address %q: %w", ErrProbe, a, err)
+		}
+		info.Addrs = append(info.Addrs, m)
+	}
+	defer p.h.Network().ClosePeer(pid)
+	defer p.h.Peerstore().ClearAddrs(pid)
+	if err := p.h.Connect(ctx, info); err != nil {
+		return fmt.Errorf("%w: connect %s: %w", ErrProbe, pid, err)
+	}
+	s, err := p.h.NewStream(ctx, pid, ProbeProtocol)
+	if err != nil {
+		return fmt.Errorf("%w: open stream: %w", ErrProbe, err)
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	challenge := make([]byte, probeChallengeLen)
+	if _, err := rand.Read(challenge); err != nil {
+		return err
+	}
+	if _, err := s.Write(challenge); err != nil {
+		return fmt.Errorf("%w: write challenge: %w", ErrProbe, err)
+	}
+	sig := make([]byte, ed25519.SignatureSize)
+	if _, err := io.ReadFull(s, sig); err != nil {
+		return fmt.Errorf("%w: read answer: %w", ErrProbe, err)
+	}
+	if !ed25519.Verify(pub[:], probeMessage(p.chainID, challenge), sig) {
+		return fmt.Errorf("%w: bad signature from %s", ErrProbe, pid)
+	}
+	return nil
+}
