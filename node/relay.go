@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/strata-mix/strata/pki"
 	"github.com/strata-mix/strata/relay"
 	"github.com/strata-mix/strata/sphinx"
 	"github.com/strata-mix/strata/transport"
@@ -31,8 +32,13 @@ type RelayConfig struct {
 	Listen []string `toml:"listen"`
 	// Metrics is the host:port of the Prometheus endpoint; empty: none.
 	Metrics string `toml:"metrics"`
-	// Topology is the static topology file, re-read every few seconds so
-	// that a new epoch takes effect without a restart.
+	// Chain is where the relay registers and reads its epochs: the PKI.
+	Chain *ChainConfig `toml:"chain"`
+	// ChainInterval is how often the chain is read (Go duration); default 1s.
+	ChainInterval string `toml:"chain_interval"`
+	// Topology is a static topology file, used instead of the chain (tests,
+	// networks without a PKI); re-read every few seconds so that a new
+	// epoch takes effect without a restart.
 	Topology string `toml:"topology"`
 	// SchedulerCapacity bounds the delayed packets held; 0: default.
 	SchedulerCapacity int `toml:"scheduler_capacity"`
@@ -56,8 +62,23 @@ func LoadRelayConfig(path string) (*RelayConfig, error) {
 }
 
 func (c *RelayConfig) check() error {
-	if c.Identity == "" || c.DataDir == "" || c.Topology == "" {
-		return errors.New("node: relay config needs identity, data_dir and topology")
+	if c.Identity == "" || c.DataDir == "" {
+		return errors.New("node: relay config needs identity and data_dir")
+	}
+	switch {
+	case c.Chain == nil && c.Topology == "":
+		return errors.New("node: relay config needs a [chain] section or a topology file")
+	case c.Chain != nil && c.Topology != "":
+		return errors.New("node: relay config has both [chain] and topology; choose one")
+	case c.Chain != nil:
+		if err := c.Chain.check(); err != nil {
+			return err
+		}
+	}
+	if c.ChainInterval != "" {
+		if d, err := time.ParseDuration(c.ChainInterval); err != nil || d <= 0 {
+			return fmt.Errorf("node: relay config: chain_interval %q: want a positive duration", c.ChainInterval)
+		}
 	}
 	if c.MaxRate < 0 || c.SchedulerCapacity < 0 {
 		return errors.New("node: relay config: negative max_rate or scheduler_capacity")
@@ -68,6 +89,11 @@ func (c *RelayConfig) check() error {
 		}
 	}
 	return nil
+}
+
+func (c *RelayConfig) chainInterval() time.Duration {
+	d, _ := time.ParseDuration(c.ChainInterval)
+	return d
 }
 
 func (c *RelayConfig) replayCap() int {
@@ -82,7 +108,8 @@ func (c *RelayConfig) replayCap() int {
 }
 
 // RunRelay runs a relay until ctx ends: transport, pipeline, loop cover,
-// metrics endpoint and topology reloads.
+// metrics endpoint, and its epochs — from the PKI chain when the config has
+// a [chain] section, else from the static topology file.
 func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -91,21 +118,15 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	topo, err := LoadStaticTopology(cfg.Topology)
-	if err != nil {
-		return err
+	var static *Epoch
+	if cfg.Chain == nil {
+		if static, err = LoadStaticTopology(cfg.Topology); err != nil {
+			return err
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	format, err := sphinx.NewFormat(sphinx.DefaultGeometry())
-	if err != nil {
-		return err
-	}
-	keys, err := epochKeys(cfg.DataDir, topo.Number)
-	if err != nil {
-		return err
-	}
-	keyring, err := relay.NewKeyring(topo.Number, keys...)
 	if err != nil {
 		return err
 	}
@@ -130,10 +151,52 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	}
 	defer host.Close()
 	self := sphinx.NodeID(host.ID())
-	addPeers(host, topo, log)
 
-	var current atomic.Pointer[Epoch]
-	current.Store(topo)
+	// The epoch source: the chain or the file.
+	var (
+		member *Membership
+		epoch  uint64
+		delay  sphinx.DelayPolicy
+		keys   []relay.EpochKey
+	)
+	if cfg.Chain != nil {
+		member, err = StartMembership(ctx, MembershipConfig{
+			Chain: *cfg.Chain, Identity: identity, Role: pki.RoleRelay, DataDir: cfg.DataDir,
+			Host: host, Interval: cfg.chainInterval(), Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		// The network's parameters (the delay policy among them) come with
+		// the first verified topology; the relay registers meanwhile.
+		log.Info("waiting for the chain's topology", "rpc", cfg.Chain.RPC)
+		top, err := member.Wait(ctx, func(*pki.Topology) bool { return true })
+		if err != nil {
+			return fmt.Errorf("node: chain: %w", err)
+		}
+		epoch, delay = top.Epoch, sphinx.DelayPolicy{Mean: top.Params.MeanDelay}
+		if keys, err = member.Keys(epoch); err != nil {
+			return err
+		}
+	} else {
+		addPeers(host, static, log)
+		epoch, delay = static.Number, static.Delay
+		if keys, err = epochKeys(cfg.DataDir, epoch); err != nil {
+			return err
+		}
+		if _, ok := static.MixKeys[self]; !ok {
+			return fmt.Errorf("node: the topology has no mix key of this relay (%v) for epoch %d", self, epoch)
+		}
+	}
+	keyring, err := relay.NewKeyring(epoch, keys...)
+	if err != nil {
+		return err
+	}
+
+	var current atomic.Pointer[relay.View]
+	if static != nil {
+		current.Store(static.View)
+	}
 	// A loop may pass through this relay's own stratum: packets to self
 	// stay in the process.
 	link := relay.LinkFunc(func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
@@ -145,16 +208,12 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		}
 		return host.Send(ctx, transport.NodeID(to), pkt)
 	})
-	selfKey, ok := topo.MixKeys[self]
-	if !ok {
-		return fmt.Errorf("node: the topology has no mix key of this relay (%v) for epoch %d", self, topo.Number)
-	}
-	cover, err := relay.NewCover(format, sphinx.Hop{ID: self, Key: selfKey}, func() *relay.View { return current.Load().View }, link.Send, reg)
+	cover, err := relay.NewCover(format, sphinx.Hop{ID: self, Key: keys[0].Key.Public()}, current.Load, link.Send, reg)
 	if err != nil {
 		return err
 	}
 	rl, err := relay.New(relay.Config{
-		Format: format, Keys: keyring, Delay: topo.Delay, Link: link, Replay: db,
+		Format: format, Keys: keyring, Delay: delay, Link: link, Replay: db,
 		SchedulerCapacity: cfg.SchedulerCapacity, Local: relay.Local{Loop: cover.Returned},
 		Registerer: reg, Logger: log,
 	})
@@ -171,10 +230,46 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		}
 		defer stop()
 	}
-	log.Info("relay up", "id", self, "addrs", host.Addrs(), "epoch", topo.Number)
+	log.Info("relay up", "id", self, "addrs", host.Addrs(), "epoch", epoch)
 	go cover.Run(ctx)
+	if member != nil {
+		followChain(ctx, member, &current, rl, host, log)
+		return nil
+	}
 	watchTopology(ctx, cfg, &current, rl, host, log)
 	return nil
+}
+
+// followChain switches the relay to each verified topology the chain
+// publishes until ctx ends: new peers, new strata for the cover traffic,
+// and at an epoch change the epoch's mix keys (the replay database rotates
+// with them).
+func followChain(ctx context.Context, m *Membership, current *atomic.Pointer[relay.View], rl *relay.Relay, host *transport.Host, log *slog.Logger) {
+	epoch := ^uint64(0)
+	for {
+		top, changed := m.Current()
+		if top != nil {
+			v := view(top, host, log)
+			if top.Epoch != epoch {
+				keys, err := m.Keys(top.Epoch)
+				if err == nil {
+					err = rl.SetEpoch(top.Epoch, keys...)
+				}
+				if err != nil {
+					log.Warn("epoch change", "epoch", top.Epoch, "err", err)
+				} else {
+					epoch = top.Epoch
+					log.Info("epoch", "epoch", epoch, "relays", len(top.Relays), "mailboxes", len(top.Mailboxes))
+				}
+			}
+			current.Store(v)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }
 
 // epochKeys loads the relay's mix keys for epoch and, if present, the
@@ -206,7 +301,7 @@ func addPeers(host *transport.Host, e *Epoch, log *slog.Logger) {
 
 // watchTopology re-reads the topology file until ctx ends and switches the
 // relay to each new epoch it announces.
-func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointer[Epoch], rl *relay.Relay, host *transport.Host, log *slog.Logger) {
+func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointer[relay.View], rl *relay.Relay, host *transport.Host, log *slog.Logger) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	var lastMod time.Time
@@ -227,7 +322,7 @@ func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointe
 			continue
 		}
 		addPeers(host, next, log)
-		if next.Number != current.Load().Number {
+		if next.Number != current.Load().Epoch {
 			keys, err := epochKeys(cfg.DataDir, next.Number)
 			if err != nil {
 				log.Warn("new epoch without a mix key; staying", "epoch", next.Number, "err", err)
@@ -239,7 +334,7 @@ func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointe
 			}
 			log.Info("epoch change", "epoch", next.Number)
 		}
-		current.Store(next)
+		current.Store(next.View)
 	}
 }
 

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"sync"
@@ -25,6 +26,9 @@ type View struct {
 }
 
 type pendingLoop struct{ sent, deadline time.Time }
+
+// errNoStrata means the epoch has no strata to send a loop through.
+var errNoStrata = errors.New("relay: no strata in this epoch")
 
 // loopGrace is how long after its expected arrival a loop counts as lost.
 const loopGrace = 2 * time.Second
@@ -93,7 +97,7 @@ func (c *Cover) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		c.expire(time.Now())
-		if v != nil && v.LoopRate > 0 {
+		if v != nil && v.LoopRate > 0 && v.Graph != nil {
 			if err := c.sendLoop(ctx, v); err != nil && ctx.Err() == nil {
 				c.lost.Inc()
 			}
@@ -103,6 +107,9 @@ func (c *Cover) Run(ctx context.Context) error {
 
 // sendLoop builds one loop over a random route of v and sends it.
 func (c *Cover) sendLoop(ctx context.Context, v *View) error {
+	if v.Graph == nil {
+		return errNoStrata
+	}
 	route := v.Graph.RandomRoute(c.rng.IntN)
 	path := make([]sphinx.Hop, 0, len(route)+1)
 	for _, id := range route {
@@ -112,7 +119,13 @@ func (c *Cover) sendLoop(ctx context.Context, v *View) error {
 		}
 		path = append(path, sphinx.Hop{ID: id, Key: key})
 	}
-	path = append(path, c.self)
+	// The loop ends at this relay under its key of the view's epoch (the
+	// key given to NewCover when the view does not list this relay).
+	self := c.self
+	if key, ok := v.MixKeys[self.ID]; ok {
+		self.Key = key
+	}
+	path = append(path, self)
 	var id sphinx.LoopID
 	rand.Read(id[:])
 	pkt, r, err := c.format.NewPacket(rand.Reader, path, sphinx.LoopBack(id), v.Delay, nil)

@@ -5,6 +5,6 @@
 // A packet's path through the code reads in file order: receive.go,
 // unwrap.go, the Delayer (schedule*.go), forward.go. The relay talks to the
 // network only through the Link interface and learns keys and topology from
-// its caller (a file today, the PKI later), so neither can leak into the
+// its caller (package node: the PKI chain or a static file), so neither can leak into the
 // pipeline. It must not import client, queue, mailbox or e2e.
 package relay

@@ -16,7 +16,8 @@ func newRelayCmd() *cobra.Command {
 		Long: `relay runs a mix relay from a TOML config file (see docs/relay.md): it
 listens on libp2p, unwraps, replay-checks, delays and forwards Sphinx
 packets, sends loop cover traffic, serves Prometheus metrics, and follows
-its topology file from epoch to epoch. SIGINT or SIGTERM stops it cleanly.`,
+its epochs — strata, peers and mix keys — from the PKI chain (a [chain]
+section) or from a static topology file. SIGINT or SIGTERM stops it cleanly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := node.LoadRelayConfig(config)
