@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/strata-mix/strata/pki"
+	"github.com/strata-mix/strata/transport"
 )
 
 // LocalChainConfig describes a one-validator PKI chain run in this process,
@@ -55,4 +56,32 @@ func StartLocalChain(ctx context.Context, c LocalChainConfig) (*pki.ValidatorNod
 		return nil, ChainConfig{}, fmt.Errorf("node: local chain: %w", err)
 	}
 	return n, ChainConfig{RPC: n.RPC(), TrustHeight: h, TrustHash: hex.EncodeToString(hash)}, nil
+}
+
+// FollowChain verifies the chain's topology documents with a light client
+// and keeps the current and next epochs' in the returned cache, refreshed
+// every interval (default 1s) until ctx ends. Clients read their topology
+// from it.
+func FollowChain(ctx context.Context, cc ChainConfig, interval time.Duration, log *slog.Logger) (*pki.TopologyCache, error) {
+	if err := cc.check(); err != nil {
+		return nil, err
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	trust, _ := parseHex32(cc.TrustHash)
+	v, err := pki.NewVerifier(ctx, pki.VerifierConfig{
+		Primary: cc.RPC, Witnesses: cc.Witnesses, TrustHeight: cc.TrustHeight, TrustHash: trust[:], Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: chain: %w", err)
+	}
+	cache := pki.NewTopologyCache(v)
+	go func() { _ = cache.Run(ctx, interval) }()
+	return cache, nil
+}
+
+// PeerOf returns how to reach a node of a topology.
+func PeerOf(n pki.NodeInfo) transport.PeerInfo {
+	return transport.PeerInfo{PublicKey: n.IdentityKey[:], Addrs: n.Addrs}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/strata-mix/strata/client"
 	"github.com/strata-mix/strata/pki"
 	"github.com/strata-mix/strata/relay"
 	"github.com/strata-mix/strata/sphinx"
@@ -136,12 +137,27 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	}
 	defer db.Close()
 
-	var r atomic.Pointer[relay.Relay]
+	var (
+		r    atomic.Pointer[relay.Relay]
+		home atomic.Pointer[client.Home]
+	)
 	host, err := transport.New(ctx, transport.Config{
 		Identity: identity, PacketSize: format.Geometry().PacketSize(), ListenAddrs: cfg.Listen,
 		Handler: func(from transport.NodeID, pkt []byte) {
 			if rr := r.Load(); rr != nil {
 				rr.HandlePacket(sphinx.NodeID(from), pkt)
+			}
+		},
+		// Every connected node may be a client for which this relay is
+		// home (see client.Home).
+		Connected: func(id transport.NodeID) {
+			if h := home.Load(); h != nil {
+				h.Connected(id)
+			}
+		},
+		Disconnected: func(id transport.NodeID) {
+			if h := home.Load(); h != nil {
+				h.Disconnected(id)
 			}
 		},
 		Registerer: reg, Logger: log,
@@ -192,6 +208,8 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	hm := client.NewHome(host, format.Geometry(), epoch, reg, log)
+	home.Store(hm)
 
 	var current atomic.Pointer[relay.View]
 	if static != nil {
@@ -214,7 +232,7 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	}
 	rl, err := relay.New(relay.Config{
 		Format: format, Keys: keyring, Delay: delay, Link: link, Replay: db,
-		SchedulerCapacity: cfg.SchedulerCapacity, Local: relay.Local{Loop: cover.Returned},
+		SchedulerCapacity: cfg.SchedulerCapacity, Local: relay.Local{Loop: cover.Returned, Client: hm.Deliver},
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -233,10 +251,10 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	log.Info("relay up", "id", self, "addrs", host.Addrs(), "epoch", epoch)
 	go cover.Run(ctx)
 	if member != nil {
-		followChain(ctx, member, &current, rl, host, log)
+		followChain(ctx, member, &current, rl, hm, host, log)
 		return nil
 	}
-	watchTopology(ctx, cfg, &current, rl, host, log)
+	watchTopology(ctx, cfg, &current, rl, hm, host, log)
 	return nil
 }
 
@@ -244,7 +262,7 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 // publishes until ctx ends: new peers, new strata for the cover traffic,
 // and at an epoch change the epoch's mix keys (the replay database rotates
 // with them).
-func followChain(ctx context.Context, m *Membership, current *atomic.Pointer[relay.View], rl *relay.Relay, host *transport.Host, log *slog.Logger) {
+func followChain(ctx context.Context, m *Membership, current *atomic.Pointer[relay.View], rl *relay.Relay, hm *client.Home, host *transport.Host, log *slog.Logger) {
 	epoch := ^uint64(0)
 	for {
 		top, changed := m.Current()
@@ -259,6 +277,7 @@ func followChain(ctx context.Context, m *Membership, current *atomic.Pointer[rel
 					log.Warn("epoch change", "epoch", top.Epoch, "err", err)
 				} else {
 					epoch = top.Epoch
+					hm.SetEpoch(epoch)
 					log.Info("epoch", "epoch", epoch, "relays", len(top.Relays), "mailboxes", len(top.Mailboxes))
 				}
 			}
@@ -301,7 +320,7 @@ func addPeers(host *transport.Host, e *Epoch, log *slog.Logger) {
 
 // watchTopology re-reads the topology file until ctx ends and switches the
 // relay to each new epoch it announces.
-func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointer[relay.View], rl *relay.Relay, host *transport.Host, log *slog.Logger) {
+func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointer[relay.View], rl *relay.Relay, hm *client.Home, host *transport.Host, log *slog.Logger) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	var lastMod time.Time
@@ -332,6 +351,7 @@ func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointe
 				log.Warn("epoch change", "err", err)
 				continue
 			}
+			hm.SetEpoch(next.Number)
 			log.Info("epoch change", "epoch", next.Number)
 		}
 		current.Store(next.View)

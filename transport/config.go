@@ -71,6 +71,14 @@ type Config struct {
 	// discarded.
 	Handler Handler
 
+	// Connected, if set, learns of every new connection to a node (so
+	// possibly more than once per node), Disconnected of a node's last
+	// connection closing; a relay's home service uses them to know its
+	// clients. They run on libp2p's notification goroutine and must not
+	// block.
+	Connected    func(id NodeID)
+	Disconnected func(id NodeID)
+
 	// SendQueue is the number of packets each peer's send queue holds.
 	// Default 512.
 	SendQueue int

@@ -179,6 +179,9 @@ func (h *Host) connected(_ network.Network, c network.Conn) {
 		return
 	}
 	h.log.Debug("connected", "peer", id, "transport", info.Transport, "security", info.Security, "key_exchange", info.KeyExchange, "outbound", info.Outbound)
+	if h.cfg.Connected != nil {
+		h.cfg.Connected(id)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || h.peers[id] != nil {
@@ -194,6 +197,9 @@ func (h *Host) disconnected(n network.Network, c network.Conn) {
 	id, err := nodeIDOfLibp2pKey(c.RemotePublicKey())
 	if err != nil {
 		return
+	}
+	if h.cfg.Disconnected != nil {
+		h.cfg.Disconnected(id)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

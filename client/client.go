@@ -1,0 +1,465 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-mix/strata/pki"
+	"github.com/strata-mix/strata/sphinx"
+	"github.com/strata-mix/strata/transport"
+)
+
+// Errors of the client.
+var (
+	ErrNoRoute     = errors.New("client: the topology has no route")
+	ErrTooLarge    = errors.New("client: payload larger than PayloadSize")
+	ErrClosed      = errors.New("client: closed")
+	ErrUnknownHome = errors.New("client: home relay is not in the topology")
+)
+
+// lengthPrefix is the size of the payload length that precedes a message in
+// a packet: messages shorter than PayloadSize are zero padded, so every
+// packet carries the same number of bytes.
+const lengthPrefix = 2
+
+// Config configures a Client.
+type Config struct {
+	// Identity is the client's Ed25519 identity key; it names the client
+	// to its home relay. Required.
+	Identity ed25519.PrivateKey
+	// DataDir holds the SURB unwinding database (surbs.db). Required.
+	DataDir string
+	// Home is the relay the client connects to. Required.
+	Home transport.PeerInfo
+	// Topology returns the verified topology of the current epoch (a
+	// pki.TopologyCache's Current, or a fixed document in tests). Required.
+	Topology func() *pki.Topology
+	// Rates overrides the topology's Loopix rates; nil takes them from the
+	// topology the client starts with.
+	Rates *Rates
+	// SendQueue is how many packets Send may queue for the payload
+	// stream; default 256.
+	SendQueue int
+	// Receive is the capacity of the Receive channel; default 256. When it
+	// is full, pushes from the home relay wait: the home's link to this
+	// client backs up, and the home drops what it cannot queue.
+	Receive int
+	// Registerer receives the client's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Destination is where a packet goes: a mailbox node (ToMailbox) or the
+// creator of a SURB (ViaSURB).
+type Destination struct {
+	mailbox sphinx.NodeID
+	surb    *sphinx.SURB
+}
+
+// ToMailbox addresses a forward packet through the strata to mailbox node
+// node, whose final command is DeliverToMailbox.
+func ToMailbox(node sphinx.NodeID) Destination { return Destination{mailbox: node} }
+
+// Sent describes a packet that left the client.
+type Sent struct {
+	// Expected is when the packet reaches its final hop: the send time
+	// plus the deterministic delays of its route (zero for SURB replies,
+	// whose delays only the SURB's creator knows).
+	Expected time.Time
+	// Route lists the hops, first to last.
+	Route []sphinx.NodeID
+}
+
+// SURB is a single-use reply block the client made.
+type SURB struct {
+	// Bytes is the encoded SURB, for the replier (see ViaSURB).
+	Bytes []byte
+	ID    sphinx.SURBID
+	// Delay is the total deterministic delay a reply takes from the SURB's
+	// first hop to this client's home relay.
+	Delay time.Duration
+	// Epoch is the key epoch the SURB was made under; it dies with it.
+	Epoch uint64
+}
+
+// Reply is a decrypted reply to one of the client's SURBs.
+type Reply struct {
+	SURB    sphinx.SURBID
+	Payload []byte
+	Arrived time.Time
+}
+
+// Source feeds the payload stream: at each payload slot with nothing queued
+// by Send, the client asks it for a packet; ok false sends cover instead.
+// Next must not block.
+type Source interface {
+	Next(now time.Time) (dest Destination, payload []byte, ok bool)
+}
+
+// Stats are the client's counters.
+type Stats struct {
+	Real, Cover, Loops         uint64
+	LoopsReturned, LoopsLost   uint64
+	Replies, RepliesUnknown    uint64
+	RepliesBad, FramesRejected uint64
+	// LoopLatency is the mean round trip of the returned loops; LoopLoss
+	// the fraction of loops lost among those due (sent + route delay +
+	// grace) so far.
+	LoopLatency time.Duration
+	LoopLoss    float64
+}
+
+type sendReq struct {
+	dest    Destination
+	payload []byte
+	done    chan sendResult
+}
+
+type sendResult struct {
+	sent Sent
+	err  error
+}
+
+type pendingLoop struct {
+	sent, due time.Time
+}
+
+// Client is a Strata mix client: it keeps one connection to its home relay,
+// sends on the Loopix payload, loop and drop streams through the strata,
+// makes SURBs and opens the replies its home pushes. It is safe for
+// concurrent use.
+type Client struct {
+	cfg    Config
+	format *sphinx.Format
+	host   *transport.Host
+	store  *SURBStore
+	log    *slog.Logger
+	self   sphinx.NodeID
+	m      *metrics
+	queue  chan sendReq
+	recv   chan Reply
+
+	home   atomic.Pointer[transport.PeerInfo]
+	source atomic.Pointer[sourceBox]
+
+	mu        sync.Mutex
+	rng       *mrand.Rand
+	loops     map[sphinx.SURBID]pendingLoop
+	loopRTT   time.Duration // sum of returned loops' round trips
+	lastEpoch uint64
+	lastTop   *pki.Topology
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type sourceBox struct{ s Source }
+
+// New starts a client: it opens the SURB database, connects to the home
+// relay and starts the Loopix streams. Close stops it.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Identity == nil || cfg.DataDir == "" || cfg.Topology == nil || cfg.Home.PublicKey == nil {
+		return nil, errors.New("client: Identity, DataDir, Home and Topology are required")
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 256
+	}
+	if cfg.Receive <= 0 {
+		cfg.Receive = 256
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	top := cfg.Topology()
+	if top == nil {
+		return nil, errors.New("client: no topology")
+	}
+	rates := Rates{Payload: top.Params.LambdaP, Loop: top.Params.LambdaL, Drop: top.Params.LambdaD}
+	if cfg.Rates != nil {
+		rates = *cfg.Rates
+	}
+	var seed [32]byte
+	rand.Read(seed[:])
+	sched, err := NewScheduler(rates, seed, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	format, err := sphinx.NewFormat(sphinx.DefaultGeometry())
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenSURBStore(filepath.Join(cfg.DataDir, "surbs.db"))
+	if err != nil {
+		return nil, err
+	}
+	var rngSeed [32]byte
+	rand.Read(rngSeed[:])
+	c := &Client{
+		cfg: cfg, format: format, store: store, log: log,
+		m:     newMetrics(cfg.Registerer),
+		queue: make(chan sendReq, cfg.SendQueue), recv: make(chan Reply, cfg.Receive),
+		rng:   mrand.New(mrand.NewChaCha8(rngSeed)), loops: map[sphinx.SURBID]pendingLoop{},
+		lastEpoch: top.Epoch,
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.host, err = transport.New(ctx, transport.Config{
+		Identity: cfg.Identity, PacketSize: format.Geometry().PacketSize(), NoListen: true,
+		Handler: c.handle, Registerer: cfg.Registerer, Logger: log,
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	c.self = sphinx.NodeID(c.host.ID())
+	if err := c.SetHome(ctx, cfg.Home); err != nil {
+		c.host.Close()
+		store.Close()
+		return nil, err
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = sched.Run(c.ctx, c.slot)
+	}()
+	return c, nil
+}
+
+// ID returns the client's node id.
+func (c *Client) ID() sphinx.NodeID { return c.self }
+
+// Home returns the client's home relay.
+func (c *Client) Home() sphinx.NodeID {
+	return sphinx.NodeID(transport.NodeIDFromPublicKey(c.home.Load().PublicKey))
+}
+
+// SetHome makes relay home the client's home: the client connects to it,
+// and SURBs made from now on name it. SURBs that name the old home die
+// with their key epoch; replies through them are lost once the client has
+// left the old home.
+func (c *Client) SetHome(ctx context.Context, home transport.PeerInfo) error {
+	id := transport.NodeIDFromPublicKey(home.PublicKey)
+	if err := c.host.AddPeer(home); err != nil {
+		return fmt.Errorf("client: home: %w", err)
+	}
+	if err := c.host.Connect(ctx, id); err != nil {
+		return fmt.Errorf("client: connecting to home %v: %w", id, err)
+	}
+	if old := c.home.Swap(&home); old != nil {
+		if oldID := transport.NodeIDFromPublicKey(old.PublicKey); oldID != id {
+			c.host.RemovePeer(oldID)
+		}
+	}
+	return nil
+}
+
+// PayloadSize is the number of message bytes one packet carries, the same
+// for forward packets and SURB replies.
+func (c *Client) PayloadSize() int { return c.format.Geometry().PayloadCapacity() - lengthPrefix }
+
+// SetSource plugs a Source into the payload stream (nil removes it).
+func (c *Client) SetSource(s Source) {
+	if s == nil {
+		c.source.Store(nil)
+		return
+	}
+	c.source.Store(&sourceBox{s})
+}
+
+// Receive returns the channel of decrypted replies.
+func (c *Client) Receive() <-chan Reply { return c.recv }
+
+// ViaSURB addresses a reply to the creator of the encoded SURB s.
+func (c *Client) ViaSURB(s []byte) (Destination, error) {
+	surb, err := c.format.DecodeSURB(s)
+	if err != nil {
+		return Destination{}, fmt.Errorf("client: %w", err)
+	}
+	return Destination{surb: surb}, nil
+}
+
+// Send queues payload for the next payload-stream slot and waits until it
+// leaves (or ctx ends). The packet is sent in a slot of the Poisson payload
+// stream, in place of the cover packet that slot would otherwise carry.
+func (c *Client) Send(ctx context.Context, d Destination, payload []byte) (Sent, error) {
+	if len(payload) > c.PayloadSize() {
+		return Sent{}, ErrTooLarge
+	}
+	req := sendReq{dest: d, payload: payload, done: make(chan sendResult, 1)}
+	select {
+	case c.queue <- req:
+	case <-ctx.Done():
+		return Sent{}, ctx.Err()
+	case <-c.ctx.Done():
+		return Sent{}, ErrClosed
+	}
+	select {
+	case r := <-req.done:
+		return r.sent, r.err
+	case <-ctx.Done():
+		// The packet may still leave; the caller stopped waiting.
+		return Sent{}, ctx.Err()
+	case <-c.ctx.Done():
+		return Sent{}, ErrClosed
+	}
+}
+
+// NewSURB makes a SURB through the current strata to this client's home.
+// Its reply keys are in the SURB database, fsynced, before it is returned.
+func (c *Client) NewSURB(ctx context.Context) (SURB, error) {
+	top := c.cfg.Topology()
+	if top == nil {
+		return SURB{}, ErrNoRoute
+	}
+	path, err := c.path(top, c.homeHop)
+	if err != nil {
+		return SURB{}, err
+	}
+	home := c.Home()
+	surb, keys, route, err := c.format.NewSURB(rand.Reader, path, HomeToken(c.self, home, top.Epoch), c.delay(top))
+	if err != nil {
+		return SURB{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return SURB{}, err
+	}
+	if err := c.store.Put(top.Epoch, keys); err != nil {
+		return SURB{}, err
+	}
+	b, err := surb.MarshalBinary()
+	if err != nil {
+		return SURB{}, err
+	}
+	return SURB{Bytes: b, ID: keys.ID, Delay: route.Total, Epoch: top.Epoch}, nil
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	s := c.m.snapshot()
+	c.mu.Lock()
+	if s.LoopsReturned > 0 {
+		s.LoopLatency = c.loopRTT / time.Duration(s.LoopsReturned)
+	}
+	c.mu.Unlock()
+	if due := s.LoopsReturned + s.LoopsLost; due > 0 {
+		s.LoopLoss = float64(s.LoopsLost) / float64(due)
+	}
+	return s
+}
+
+// Close stops the streams, closes the connection and the SURB database.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	err := c.host.Close()
+	return errors.Join(err, c.store.Close())
+}
+
+// delay returns the network's delay policy.
+func (c *Client) delay(top *pki.Topology) sphinx.DelayPolicy {
+	return sphinx.DelayPolicy{Mean: top.Params.MeanDelay}
+}
+
+// homeHop returns the final hop of loops and SURBs: the home relay under
+// its key of top's epoch.
+func (c *Client) homeHop(top *pki.Topology) (sphinx.Hop, error) {
+	home := c.Home()
+	r, ok := top.Relay(home)
+	if !ok {
+		return sphinx.Hop{}, ErrUnknownHome
+	}
+	return sphinx.Hop{ID: home, Key: r.MixKey}, nil
+}
+
+// path returns one relay per stratum, chosen uniformly over the valid
+// routes of top, followed by the hop final returns.
+func (c *Client) path(top *pki.Topology, final func(*pki.Topology) (sphinx.Hop, error)) ([]sphinx.Hop, error) {
+	g := top.Graph()
+	if g == nil {
+		return nil, ErrNoRoute
+	}
+	last, err := final(top)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	route := g.RandomRoute(c.rng.IntN)
+	c.mu.Unlock()
+	path := make([]sphinx.Hop, 0, len(route)+1)
+	for _, id := range route {
+		r, ok := top.Relay(id)
+		if !ok {
+			return nil, ErrNoRoute
+		}
+		path = append(path, sphinx.Hop{ID: id, Key: r.MixKey})
+	}
+	return append(path, last), nil
+}
+
+// mailboxHop returns the final hop for mailbox node id.
+func mailboxHop(id sphinx.NodeID) func(*pki.Topology) (sphinx.Hop, error) {
+	return func(top *pki.Topology) (sphinx.Hop, error) {
+		mb, ok := top.Mailbox(id)
+		if !ok {
+			return sphinx.Hop{}, fmt.Errorf("%w: mailbox %v is not in epoch %d", ErrNoRoute, id, top.Epoch)
+		}
+		return sphinx.Hop{ID: id, Key: mb.MixKey}, nil
+	}
+}
+
+// coverHop returns the final hop of a drop cover packet: a random mailbox,
+// where real forward packets end too, or a relay of the last stratum when
+// the epoch has no mailbox.
+func (c *Client) coverHop(top *pki.Topology) (sphinx.Hop, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(top.Mailboxes); n > 0 {
+		mb := top.Mailboxes[c.rng.IntN(n)]
+		return sphinx.Hop{ID: mb.ID, Key: mb.MixKey}, nil
+	}
+	var last []pki.Relay
+	for _, r := range top.Relays {
+		if r.Layer == int(top.Params.Layers)-1 {
+			last = append(last, r)
+		}
+	}
+	if n := len(last); n > 0 {
+		r := last[c.rng.IntN(n)]
+		return sphinx.Hop{ID: r.ID, Key: r.MixKey}, nil
+	}
+	return sphinx.Hop{}, ErrNoRoute
+}
+
+// pad returns payload preceded by its length and zero padded to the
+// packet's capacity.
+func (c *Client) pad(payload []byte) []byte {
+	msg := make([]byte, c.format.Geometry().PayloadCapacity())
+	binary.BigEndian.PutUint16(msg, uint16(len(payload)))
+	copy(msg[lengthPrefix:], payload)
+	return msg
+}
+
+// unpad undoes pad.
+func unpad(msg []byte) ([]byte, error) {
+	if len(msg) < lengthPrefix {
+		return nil, errors.New("client: short payload")
+	}
+	n := int(binary.BigEndian.Uint16(msg))
+	if n > len(msg)-lengthPrefix {
+		return nil, errors.New("client: payload length out of range")
+	}
+	return msg[lengthPrefix : lengthPrefix+n], nil
+}
