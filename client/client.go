@@ -446,11 +446,23 @@ func (c *Client) coverHop(top *pki.Topology) (sphinx.Hop, error) {
 // pad returns payload preceded by its length and zero padded to the
 // packet's capacity.
 func (c *Client) pad(payload []byte) []byte {
-	msg := make([]byte, c.format.Geometry().PayloadCapacity())
+	return Pad(c.format.Geometry().PayloadCapacity(), payload)
+}
+
+// Pad returns the packet message carrying payload: its length (2 bytes, big
+// endian), payload, zeros up to capacity (Geometry.PayloadCapacity). Every
+// packet a client sends, and every reply a node sends through a SURB, is
+// laid out so; payload must be at most capacity − 2 bytes.
+func Pad(capacity int, payload []byte) []byte {
+	msg := make([]byte, capacity)
 	binary.BigEndian.PutUint16(msg, uint16(len(payload)))
 	copy(msg[lengthPrefix:], payload)
 	return msg
 }
+
+// Unpad returns the payload of a packet message laid out by Pad; it aliases
+// msg.
+func Unpad(msg []byte) ([]byte, error) { return unpad(msg) }
 
 // unpad undoes pad.
 func unpad(msg []byte) ([]byte, error) {

@@ -22,6 +22,7 @@ const (
 	reasonNoClient      = "no_client"
 	reasonNoLoop        = "no_loop_handler"
 	reasonNotMailbox    = "not_mailbox"
+	reasonNotRelay      = "not_relay"
 )
 
 var allReasons = []string{reasonSize, reasonMAC, reasonGroup, reasonCommand, reasonPayload, reasonReplay,

@@ -35,6 +35,10 @@ func (f LinkFunc) Send(ctx context.Context, to sphinx.NodeID, pkt []byte) error 
 type Local struct {
 	Client func(token sphinx.DeliveryToken, id sphinx.SURBID, payload []byte)
 	Loop   func(id sphinx.LoopID, payload []byte)
+	// Mailbox receives DeliverMailbox packets: set on a mailbox node, whose
+	// receive path is a relay pipeline. It must not block (copy payload
+	// and queue it).
+	Mailbox func(payload []byte)
 }
 
 // Config configures a Relay. Format, Keys, Link and Replay are required.
@@ -51,6 +55,9 @@ type Config struct {
 	// default DefaultSchedulerCapacity.
 	SchedulerCapacity int
 	Local             Local
+	// NoForward drops Forward packets (counted as not_relay): a mailbox
+	// node is a final hop, never a mix.
+	NoForward bool
 	// Workers is the number of unwrap goroutines; default GOMAXPROCS.
 	Workers int
 	// InboundQueue is the number of received packets waiting for a

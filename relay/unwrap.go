@@ -44,6 +44,10 @@ func (r *Relay) unwrap(b *[]byte, res *sphinx.Result) {
 func (r *Relay) dispatch(c checked) {
 	switch c.cmd.Kind {
 	case sphinx.Forward:
+		if r.cfg.NoForward {
+			r.m.drop(reasonNotRelay)
+			break
+		}
 		if !c.due.After(time.Now()) {
 			r.forwardNow(c.cmd.NextHop(), c.buf)
 			return
@@ -69,8 +73,13 @@ func (r *Relay) dispatch(c checked) {
 		}
 	case sphinx.Drop:
 		r.m.delivered.WithLabelValues("drop").Inc()
-	default: // DeliverMailbox: a relay is not a mailbox node.
-		r.m.drop(reasonNotMailbox)
+	default: // DeliverMailbox
+		if f := r.cfg.Local.Mailbox; f != nil {
+			f(c.payload)
+			r.m.delivered.WithLabelValues("mailbox").Inc()
+		} else {
+			r.m.drop(reasonNotMailbox)
+		}
 	}
 	r.putBuf(c.buf)
 }

@@ -1,0 +1,483 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-mix/strata/client"
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// Defaults of a mailbox node.
+const (
+	// DefaultReserve is how many SURBs of a mailbox's stock the node never
+	// spends on pushes: they carry the "send more SURBs" request, so the
+	// owner is never left without a way to hear from the node.
+	DefaultReserve = 1
+	// DefaultLowWater is the stock under which the node asks for more.
+	DefaultLowWater = 4
+	// MaxStock caps the SURBs a node keeps per mailbox.
+	MaxStock = 256
+	// ClockSkew is how far a signed request's time may be from the node's.
+	ClockSkew = 10 * time.Minute
+	// inbox is how many requests wait for the node's worker.
+	inbox = 4096
+)
+
+// NodeConfig configures a mailbox Node.
+type NodeConfig struct {
+	Store  *Store
+	Format *sphinx.Format
+	// Send sends a reply packet to its first hop (the node's transport).
+	Send func(ctx context.Context, to sphinx.NodeID, pkt []byte) error
+	// Epoch returns the current key epoch: SURBs stocked in an earlier
+	// epoch are dropped, since the keys they were made under are gone.
+	Epoch func() uint64
+	// Auth are the auth plug-ins by wire id; default Ed25519Auth.
+	Auth []Authenticator
+	// Reserve and LowWater tune the SURB stock (DefaultReserve,
+	// DefaultLowWater).
+	Reserve, LowWater int
+	// Retention sweeps run every SweepEvery; default 1 minute.
+	SweepEvery time.Duration
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+type stockedSURB struct {
+	surb  []byte
+	epoch uint64
+}
+
+// Node is a mailbox node's service: it executes the requests that arrive
+// as DeliverMailbox packets (Handle), stores messages, and pushes them to
+// each mailbox's owner through the SURBs the owner stocked, asking for more
+// before the stock runs out.
+type Node struct {
+	cfg   NodeConfig
+	codec Codec
+	auth  map[byte]Authenticator
+	log   *slog.Logger
+	in    chan []byte
+	m     nodeMetrics
+
+	mu    sync.Mutex
+	stock map[ID][]stockedSURB
+	asked map[ID]bool // a NeedSURBs went out since the last stock
+}
+
+type nodeMetrics struct {
+	requests *prometheus.CounterVec
+	stored   prometheus.Counter
+	pushed   prometheus.Counter
+	replies  *prometheus.CounterVec
+	dropped  *prometheus.CounterVec
+	surbs    prometheus.Gauge
+}
+
+// NewNode returns a mailbox node service; Run must be running for it to
+// handle requests.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.Store == nil || cfg.Format == nil || cfg.Send == nil || cfg.Epoch == nil {
+		return nil, errors.New("mailbox: NodeConfig needs Store, Format, Send and Epoch")
+	}
+	if cfg.Reserve <= 0 {
+		cfg.Reserve = DefaultReserve
+	}
+	if cfg.LowWater <= cfg.Reserve {
+		cfg.LowWater = max(DefaultLowWater, cfg.Reserve+1)
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.Auth) == 0 {
+		cfg.Auth = []Authenticator{Ed25519Auth{}}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := cfg.Format.Geometry()
+	n := &Node{
+		cfg: cfg, log: log, in: make(chan []byte, inbox),
+		codec: Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2, SignatureSize: cfg.Auth[0].SignatureSize()},
+		auth:  map[byte]Authenticator{}, stock: map[ID][]stockedSURB{}, asked: map[ID]bool{},
+	}
+	for _, a := range cfg.Auth {
+		n.auth[a.ID()] = a
+	}
+	n.m = nodeMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_mailbox_requests_total", Help: "Requests handled, by op."}, []string{"op"}),
+		stored:   prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_mailbox_stored_total", Help: "Messages stored (fsynced)."}),
+		pushed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_mailbox_pushed_total", Help: "Messages pushed to owners through SURBs."}),
+		replies:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_mailbox_replies_total", Help: "Replies sent through SURBs, by op."}, []string{"op"}),
+		dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_mailbox_dropped_total", Help: "Requests dropped or refused, by reason."}, []string{"reason"}),
+		surbs:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_mailbox_surbs", Help: "SURBs in stock, all mailboxes."}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(n.m.requests, n.m.stored, n.m.pushed, n.m.replies, n.m.dropped, n.m.surbs)
+	}
+	return n, nil
+}
+
+// Handle takes the message of a DeliverMailbox packet (relay.Local.Mailbox).
+// It copies it and queues it for the worker without blocking; when the
+// queue is full the request is dropped and counted, as a congested link
+// would lose it.
+func (n *Node) Handle(payload []byte) {
+	b := make([]byte, len(payload))
+	copy(b, payload)
+	select {
+	case n.in <- b:
+	default:
+		n.m.dropped.WithLabelValues("busy").Inc()
+	}
+}
+
+// Run handles requests and sweeps expired messages until ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	sweep := time.NewTicker(n.cfg.SweepEvery)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case b := <-n.in:
+			n.handle(ctx, b)
+		case <-sweep.C:
+			if k, err := n.cfg.Store.Expire(n.cfg.Now()); err != nil {
+				n.log.Warn("mailbox retention sweep", "err", err)
+			} else if k > 0 {
+				n.log.Debug("mailbox retention sweep", "expired", k)
+			}
+		}
+	}
+}
+
+// handle executes one request.
+func (n *Node) handle(ctx context.Context, msg []byte) {
+	body, err := client.Unpad(msg)
+	if err != nil {
+		n.m.dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	req, signed, err := n.codec.DecodeRequest(body)
+	if err != nil {
+		n.m.dropped.WithLabelValues("malformed").Inc()
+		n.log.Debug("malformed mailbox request", "err", err)
+		return
+	}
+	n.m.requests.WithLabelValues(opName(req.Op)).Inc()
+	// A request's SURBs are for this request's answer first; the rest
+	// join the stock (Stock and Fetch) or are dropped.
+	answer := func(r *Response) {
+		if len(req.SURBs) == 0 {
+			return
+		}
+		s := req.SURBs[0]
+		req.SURBs = req.SURBs[1:]
+		n.reply(ctx, s, r)
+	}
+	refuse := func(code ErrorCode, text string) {
+		n.m.dropped.WithLabelValues(codeName(code)).Inc()
+		answer(&Response{Op: OpError, Mailbox: req.Mailbox, For: req.Op, Code: code, Text: text})
+	}
+	if req.Op.signed() {
+		if code, text := n.authorize(req, signed); code != 0 {
+			refuse(code, text)
+			return
+		}
+	}
+	switch req.Op {
+	case OpCreate:
+		a, ok := n.auth[req.Plugin]
+		if !ok {
+			refuse(CodeRefused, "unknown auth plug-in")
+			return
+		}
+		stored, err := a.Enroll(req.Credential)
+		if err != nil {
+			refuse(CodeRefused, "bad credential")
+			return
+		}
+		enrol := append([]byte{req.Plugin}, stored...)
+		switch err := n.cfg.Store.Create(req.Mailbox, req.Type, enrol); {
+		case errors.Is(err, ErrExists):
+			refuse(CodeExists, "mailbox exists")
+			return
+		case err != nil:
+			n.log.Warn("mailbox create", "err", err)
+			refuse(CodeInternal, "storage failure")
+			return
+		}
+		answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpCreate})
+		n.addStock(req.Mailbox, req.SURBs)
+	case OpPut:
+		id, err := n.cfg.Store.Put(req.Mailbox, req.Message, n.cfg.Now())
+		switch {
+		case errors.Is(err, ErrNoMailbox):
+			refuse(CodeRefused, "refused")
+			return
+		case errors.Is(err, ErrQuota):
+			refuse(CodeQuota, "mailbox full")
+			return
+		case err != nil:
+			n.log.Warn("mailbox put", "err", err)
+			refuse(CodeInternal, "storage failure")
+			return
+		}
+		// Stored and fsynced: now it may be acknowledged.
+		n.m.stored.Inc()
+		answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpPut, Detail: id[:]})
+		n.push(ctx, req.Mailbox, 0, false)
+	case OpStock:
+		n.addStock(req.Mailbox, req.SURBs)
+		n.push(ctx, req.Mailbox, 0, false)
+	case OpFetch:
+		n.addStock(req.Mailbox, req.SURBs)
+		n.push(ctx, req.Mailbox, req.After, true)
+	case OpDelete:
+		f := new(DeletionFilter)
+		if err := f.UnmarshalBinary(req.Filter); err != nil {
+			refuse(CodeMalformed, "bad filter")
+			return
+		}
+		if _, err := n.cfg.Store.Delete(req.Mailbox, f); err != nil {
+			n.log.Warn("mailbox delete", "err", err)
+		}
+	}
+	n.m.surbs.Set(float64(n.stockTotal()))
+}
+
+// authorize checks a signed request: a known mailbox, a valid signature by
+// its enrolled key and a fresh time. Unknown mailboxes and bad signatures
+// get the same answer, so nobody learns whether a mailbox exists.
+func (n *Node) authorize(req *Request, signed []byte) (ErrorCode, string) {
+	now := n.cfg.Now()
+	t := time.Unix(int64(req.Time), 0)
+	if t.Before(now.Add(-ClockSkew)) || t.After(now.Add(ClockSkew)) {
+		return CodeStale, "request time too far from the node's clock"
+	}
+	_, enrol, err := n.cfg.Store.Auth(req.Mailbox)
+	if err != nil || len(enrol) == 0 {
+		return CodeRefused, "refused"
+	}
+	a, ok := n.auth[enrol[0]]
+	if !ok || a.Verify(enrol[1:], signed, req.Signature) != nil {
+		return CodeRefused, "refused"
+	}
+	return 0, ""
+}
+
+// addStock adds SURBs to a mailbox's stock (existing mailboxes only).
+func (n *Node) addStock(id ID, surbs [][]byte) {
+	if len(surbs) == 0 {
+		return
+	}
+	if _, _, err := n.cfg.Store.Auth(id); err != nil {
+		return
+	}
+	e := n.cfg.Epoch()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.fresh(id, e)
+	for _, b := range surbs {
+		if len(s) >= MaxStock {
+			break
+		}
+		s = append(s, stockedSURB{surb: b, epoch: e})
+	}
+	n.stock[id] = s
+	delete(n.asked, id)
+}
+
+// fresh returns id's stock without SURBs of past epochs. Locked.
+func (n *Node) fresh(id ID, epoch uint64) []stockedSURB {
+	s := n.stock[id]
+	k := 0
+	for _, x := range s {
+		if x.epoch >= epoch {
+			s[k] = x
+			k++
+		}
+	}
+	clear(s[k:])
+	return s[:k]
+}
+
+// take removes a SURB from id's stock, keeping the reserve unless spare is
+// false; ok false when none may be used.
+func (n *Node) take(id ID, reserve int) (surb []byte, left int, ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.fresh(id, n.cfg.Epoch())
+	if len(s) <= reserve {
+		n.stock[id] = s
+		return nil, len(s), false
+	}
+	surb = s[len(s)-1].surb
+	n.stock[id] = s[:len(s)-1]
+	return surb, len(s) - 1, true
+}
+
+func (n *Node) stockTotal() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t := 0
+	for _, s := range n.stock {
+		t += len(s)
+	}
+	return t
+}
+
+// push sends id's messages through its stock: those not yet delivered, or
+// with all set (a fetch) every message after seq after. It packs as many
+// messages as fit in each reply, spends no SURB of the reserve, and when
+// the stock falls under the low-water mark spends one reserved SURB on a
+// NeedSURBs (once per stocking).
+func (n *Node) push(ctx context.Context, id ID, after uint64, all bool) {
+	msgs, err := n.cfg.Store.Fetch(id, after, 1000)
+	if err != nil {
+		if !errors.Is(err, ErrNoMailbox) {
+			n.log.Warn("mailbox fetch", "err", err)
+		}
+		return
+	}
+	room := n.codec.MaxSize - DeliverOverhead
+	for len(msgs) > 0 {
+		var batch []Message
+		size := 0
+		for len(msgs) > 0 {
+			m := msgs[0]
+			if m.Delivered && !all {
+				msgs = msgs[1:]
+				continue
+			}
+			need := len(m.Data) + 8 + 2
+			if len(batch) > 0 && size+need > room {
+				break
+			}
+			batch = append(batch, m)
+			size += need
+			msgs = msgs[1:]
+		}
+		if len(batch) == 0 {
+			break
+		}
+		surb, _, ok := n.take(id, n.cfg.Reserve)
+		if !ok {
+			break
+		}
+		if !n.reply(ctx, surb, &Response{Op: OpDeliver, Mailbox: id, Messages: batch}) {
+			continue
+		}
+		seqs := make([]uint64, len(batch))
+		for i, m := range batch {
+			seqs[i] = m.Seq
+		}
+		if err := n.cfg.Store.MarkDelivered(id, seqs...); err != nil {
+			n.log.Warn("mailbox mark delivered", "err", err)
+		}
+		n.m.pushed.Add(float64(len(batch)))
+	}
+	n.askForMore(ctx, id)
+}
+
+// askForMore spends a reserved SURB on NeedSURBs when the stock is low.
+func (n *Node) askForMore(ctx context.Context, id ID) {
+	n.mu.Lock()
+	s := n.fresh(id, n.cfg.Epoch())
+	n.stock[id] = s
+	low := len(s) < n.cfg.LowWater && len(s) > 0 && !n.asked[id]
+	if low {
+		n.asked[id] = true
+	}
+	n.mu.Unlock()
+	if !low {
+		return
+	}
+	surb, left, ok := n.take(id, 0)
+	if !ok {
+		return
+	}
+	n.reply(ctx, surb, &Response{Op: OpNeedSURBs, Mailbox: id, Stock: uint16(left)})
+}
+
+// reply sends r through the encoded SURB s.
+func (n *Node) reply(ctx context.Context, s []byte, r *Response) bool {
+	surb, err := n.cfg.Format.DecodeSURB(s)
+	if err != nil {
+		n.m.dropped.WithLabelValues("bad_surb").Inc()
+		return false
+	}
+	body, err := n.codec.EncodeResponse(r)
+	if err != nil {
+		n.log.Warn("mailbox response", "err", err)
+		return false
+	}
+	pkt, err := n.cfg.Format.NewReply(surb, client.Pad(n.cfg.Format.Geometry().PayloadCapacity(), body))
+	if err != nil {
+		n.log.Warn("mailbox reply packet", "err", err)
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := n.cfg.Send(sctx, surb.FirstHop, pkt); err != nil {
+		n.m.dropped.WithLabelValues("send").Inc()
+		n.log.Debug("mailbox reply not sent", "to", surb.FirstHop, "err", err)
+		return false
+	}
+	n.m.replies.WithLabelValues(opName(r.Op)).Inc()
+	return true
+}
+
+func opName(op Op) string {
+	switch op {
+	case OpCreate:
+		return "create"
+	case OpPut:
+		return "put"
+	case OpStock:
+		return "stock"
+	case OpFetch:
+		return "fetch"
+	case OpDelete:
+		return "delete"
+	case OpOK:
+		return "ok"
+	case OpDeliver:
+		return "deliver"
+	case OpNeedSURBs:
+		return "need_surbs"
+	case OpError:
+		return "error"
+	}
+	return fmt.Sprintf("op%d", op)
+}
+
+func codeName(c ErrorCode) string {
+	switch c {
+	case CodeMalformed:
+		return "malformed"
+	case CodeRefused:
+		return "refused"
+	case CodeQuota:
+		return "quota"
+	case CodeExists:
+		return "exists"
+	case CodeStale:
+		return "stale"
+	}
+	return "internal"
+}

@@ -1,0 +1,294 @@
+package mailbox
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/strata-mix/strata/client"
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// Mixnet is what the client side of the mailbox protocol needs of a mix
+// client (client.Client implements it).
+type Mixnet interface {
+	Send(ctx context.Context, d client.Destination, payload []byte) (client.Sent, error)
+	NewSURB(ctx context.Context) (client.SURB, error)
+	PayloadSize() int
+}
+
+// CodecFor returns the codec of requests and responses carried by packets
+// of geometry g, with the default auth plug-in's signatures.
+func CodecFor(g sphinx.Geometry) Codec {
+	return Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2, SignatureSize: ed25519.SignatureSize}
+}
+
+// Put sends message to mailbox id at mailbox node node, with one SURB for
+// the node's answer (OpOK with the message id once it is stored and
+// fsynced, or OpError). It returns the SURB's id so the caller can match
+// the answer (see Owner.Handle and DecodeAnswer).
+func Put(ctx context.Context, mix Mixnet, codec Codec, node sphinx.NodeID, id ID, typ Type, message []byte) (sphinx.SURBID, error) {
+	surb, err := mix.NewSURB(ctx)
+	if err != nil {
+		return sphinx.SURBID{}, err
+	}
+	b, err := codec.EncodeRequest(&Request{Op: OpPut, Mailbox: id, Type: typ, SURBs: [][]byte{surb.Bytes}, Message: message}, nil)
+	if err != nil {
+		return sphinx.SURBID{}, err
+	}
+	if _, err := mix.Send(ctx, client.ToMailbox(node), b); err != nil {
+		return sphinx.SURBID{}, err
+	}
+	return surb.ID, nil
+}
+
+// MaxPut returns the largest message Put can carry.
+func MaxPut(codec Codec) int {
+	// version, op, mailbox, type, SURB count and one SURB, message length.
+	return codec.MaxSize - (1 + 1 + IDSize + 2 + 1 + codec.SURBSize + 2)
+}
+
+// OwnerConfig configures the owner's side of one mailbox.
+type OwnerConfig struct {
+	Mix   Mixnet
+	Codec Codec
+	// Node is the mailbox node; ID the mailbox; Key its auth key (the
+	// node knows the public half, not who holds it).
+	Node sphinx.NodeID
+	ID   ID
+	Type Type
+	Key  ed25519.PrivateKey
+	// Stock is how many SURBs the owner keeps at the node; default 8.
+	Stock int
+	// FetchEvery is how often the owner fetches what it may have missed
+	// (pushes lost, node restarted); default 30s.
+	FetchEvery time.Duration
+	// Epoch returns the current key epoch: the owner re-stocks when it
+	// changes, since SURBs die with their epoch.
+	Epoch  func() uint64
+	Logger *slog.Logger
+}
+
+// Owner keeps a mailbox stocked with SURBs and receives what its node
+// pushes through them.
+type Owner struct {
+	cfg  OwnerConfig
+	log  *slog.Logger
+	msgs chan Message
+
+	mu      sync.Mutex
+	lastSeq uint64
+	seen    map[MessageID]bool
+	epoch   uint64
+	restock chan struct{}
+}
+
+// NewOwner returns the owner side of a mailbox; Create makes the mailbox,
+// Run keeps it stocked.
+func NewOwner(cfg OwnerConfig) *Owner {
+	if cfg.Stock <= 0 {
+		cfg.Stock = 8
+	}
+	if cfg.FetchEvery <= 0 {
+		cfg.FetchEvery = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), seen: map[MessageID]bool{}, restock: make(chan struct{}, 1)}
+}
+
+// Messages returns the messages the node delivers, each once.
+func (o *Owner) Messages() <-chan Message { return o.msgs }
+
+// surbsPerRequest is how many SURBs fit in a signed stock request.
+func (o *Owner) surbsPerRequest() int {
+	room := o.cfg.Codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 8 + 1 + o.cfg.Codec.SignatureSize)
+	return max(1, room/o.cfg.Codec.SURBSize)
+}
+
+func (o *Owner) surbs(ctx context.Context, n int) ([][]byte, error) {
+	out := make([][]byte, 0, n)
+	for range n {
+		s, err := o.cfg.Mix.NewSURB(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s.Bytes)
+	}
+	return out, nil
+}
+
+func (o *Owner) send(ctx context.Context, r *Request) error {
+	r.Mailbox, r.Type = o.cfg.ID, o.cfg.Type
+	if r.Op.signed() {
+		r.Time = uint64(time.Now().Unix())
+	}
+	b, err := o.cfg.Codec.EncodeRequest(r, func(msg []byte) ([]byte, error) { return ed25519.Sign(o.cfg.Key, msg), nil })
+	if err != nil {
+		return err
+	}
+	_, err = o.cfg.Mix.Send(ctx, client.ToMailbox(o.cfg.Node), b)
+	return err
+}
+
+// Create makes the mailbox at its node, enrolled with the owner's key, and
+// hands the node its first SURBs.
+func (o *Owner) Create(ctx context.Context) error {
+	surbs, err := o.surbs(ctx, o.surbsPerRequest()-1)
+	if err != nil {
+		return err
+	}
+	pub := o.cfg.Key.Public().(ed25519.PublicKey)
+	return o.send(ctx, &Request{Op: OpCreate, Plugin: Ed25519Auth{}.ID(), Credential: pub, SURBs: surbs})
+}
+
+// Stock sends the node n fresh SURBs, in as many requests as needed.
+func (o *Owner) Stock(ctx context.Context, n int) error {
+	for n > 0 {
+		k := min(n, o.surbsPerRequest())
+		surbs, err := o.surbs(ctx, k)
+		if err != nil {
+			return err
+		}
+		if err := o.send(ctx, &Request{Op: OpStock, SURBs: surbs}); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// Fetch asks for every message after the last one received, with fresh
+// SURBs to carry them.
+func (o *Owner) Fetch(ctx context.Context) error {
+	o.mu.Lock()
+	after := o.lastSeq
+	o.mu.Unlock()
+	surbs, err := o.surbs(ctx, o.surbsPerRequest())
+	if err != nil {
+		return err
+	}
+	return o.send(ctx, &Request{Op: OpFetch, After: after, SURBs: surbs})
+}
+
+// Delete asks the node to delete the messages received so far, named in a
+// deletion filter (false positives: docs/mailbox.md).
+func (o *Owner) Delete(ctx context.Context) error {
+	o.mu.Lock()
+	ids := make([]MessageID, 0, len(o.seen))
+	for id := range o.seen {
+		ids = append(ids, id)
+	}
+	o.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	f, err := NewDeletionFilter(rand.Reader, len(ids), 1e-6)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		f.Add(id)
+	}
+	b, err := f.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return o.send(ctx, &Request{Op: OpDelete, Filter: b})
+}
+
+// Handle takes a reply payload (from the mix client's Receive) and reports
+// whether it was an answer from this mailbox's node.
+func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
+	r, err := o.cfg.Codec.DecodeResponse(payload)
+	if err != nil || r.Mailbox != o.cfg.ID {
+		return false
+	}
+	switch r.Op {
+	case OpDeliver:
+		for _, m := range r.Messages {
+			m.ID = MessageIDOf(m.Data)
+			o.mu.Lock()
+			dup := o.seen[m.ID]
+			o.seen[m.ID] = true
+			if m.Seq > o.lastSeq {
+				o.lastSeq = m.Seq
+			}
+			o.mu.Unlock()
+			if dup {
+				continue
+			}
+			select {
+			case o.msgs <- m:
+			case <-ctx.Done():
+				return true
+			}
+		}
+	case OpNeedSURBs:
+		select {
+		case o.restock <- struct{}{}:
+		default:
+		}
+	case OpError:
+		o.log.Warn("mailbox node refused a request", "op", opName(r.For), "code", codeName(r.Code), "text", r.Text)
+	}
+	return true
+}
+
+// Run keeps the mailbox stocked until ctx ends: it re-stocks when the node
+// asks, when the key epoch changes (old SURBs die) and at every fetch,
+// which also collects what pushes may have lost.
+func (o *Owner) Run(ctx context.Context) error {
+	tick := time.NewTicker(o.cfg.FetchEvery)
+	defer tick.Stop()
+	epochTick := time.NewTicker(time.Second)
+	defer epochTick.Stop()
+	if o.cfg.Epoch != nil {
+		o.epoch = o.cfg.Epoch()
+	}
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-o.restock:
+			err = o.Stock(ctx, o.cfg.Stock)
+		case <-tick.C:
+			err = o.Fetch(ctx)
+		case <-epochTick.C:
+			if o.cfg.Epoch == nil {
+				continue
+			}
+			if e := o.cfg.Epoch(); e != o.epoch {
+				o.epoch = e
+				err = o.Stock(ctx, o.cfg.Stock)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("mailbox owner", "err", err)
+		}
+	}
+}
+
+// DecodeAnswer decodes a node's answer to a Put: nil when the message was
+// stored, the node's refusal otherwise.
+func DecodeAnswer(codec Codec, payload []byte) (MessageID, error) {
+	r, err := codec.DecodeResponse(payload)
+	if err != nil {
+		return MessageID{}, err
+	}
+	switch {
+	case r.Op == OpOK && r.For == OpPut && len(r.Detail) == len(MessageID{}):
+		return MessageID(r.Detail), nil
+	case r.Op == OpError:
+		return MessageID{}, fmt.Errorf("mailbox: %s: %s", codeName(r.Code), r.Text)
+	}
+	return MessageID{}, errors.New("mailbox: not an answer to a put")
+}
