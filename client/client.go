@@ -212,7 +212,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cfg: cfg, format: format, store: store, log: log,
 		m:     newMetrics(cfg.Registerer),
 		queue: make(chan sendReq, cfg.SendQueue), recv: make(chan Reply, cfg.Receive),
-		rng:   mrand.New(mrand.NewChaCha8(rngSeed)), loops: map[sphinx.SURBID]pendingLoop{},
+		rng: mrand.New(mrand.NewChaCha8(rngSeed)), loops: map[sphinx.SURBID]pendingLoop{},
 		lastEpoch: top.Epoch,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
