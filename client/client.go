@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -201,6 +202,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	format, err := sphinx.NewFormat(sphinx.DefaultGeometry())
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	store, err := OpenSURBStore(filepath.Join(cfg.DataDir, "surbs.db"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -75,3 +76,6 @@ func quantile(xs []float64, q float64) float64 {
 	i := int(q*float64(len(xs))+0.5) - 1
 	return xs[max(0, min(i, len(xs)-1))]
 }
+
+// expRand returns a draw from Exp(1).
+func expRand() float64 { return rand.ExpFloat64() }

@@ -36,8 +36,16 @@ func TestBadCommandLinesFailCleanly(t *testing.T) {
 	}
 }
 
-func TestTestnetSaysNotYet(t *testing.T) {
-	if _, err := run("testnet"); err == nil || !strings.Contains(err.Error(), "not yet") {
-		t.Fatalf("testnet: %v", err)
+func TestTestnetRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"testnet", "--relays", "2", "--data-dir", t.TempDir()},
+		{"testnet", "--clients", "1", "--data-dir", t.TempDir()},
+		{"testnet", "--log-level", "loud"},
+		{"testnet", "--mean-delay", "-5ms", "--data-dir", t.TempDir()},
+		{"testnet", "extra-arg"},
+	} {
+		if _, err := run(args...); err == nil {
+			t.Errorf("strata %v succeeded", args)
+		}
 	}
 }
