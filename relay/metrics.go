@@ -26,7 +26,7 @@ const (
 )
 
 var allReasons = []string{reasonSize, reasonMAC, reasonGroup, reasonCommand, reasonPayload, reasonReplay,
-	reasonReplayDB, reasonSchedulerFull, reasonSend, reasonNoClient, reasonNoLoop, reasonNotMailbox}
+	reasonReplayDB, reasonSchedulerFull, reasonSend, reasonNoClient, reasonNoLoop, reasonNotMailbox, reasonNotRelay}
 
 type metrics struct {
 	in, out       prometheus.Counter
