@@ -26,8 +26,10 @@ const (
 	MaxStock = 256
 	// ClockSkew is how far a signed request's time may be from the node's.
 	ClockSkew = 10 * time.Minute
-	// inbox is how many requests wait for the node's worker.
-	inbox = 4096
+	// DefaultWorkers is how many requests a node executes at once.
+	DefaultWorkers = 4
+	// inbox is how many requests wait for each worker.
+	inbox = 1024
 )
 
 // NodeConfig configures a mailbox Node.
@@ -44,8 +46,13 @@ type NodeConfig struct {
 	// Reserve and LowWater tune the SURB stock (DefaultReserve,
 	// DefaultLowWater).
 	Reserve, LowWater int
-	// Retention sweeps run every SweepEvery; default 1 minute.
+	// Retention sweeps (and the dropping of SURBs of past epochs) run
+	// every SweepEvery; default 1 minute.
 	SweepEvery time.Duration
+	// Workers is how many requests run at once (DefaultWorkers); requests
+	// for one mailbox always run on the same worker, in arrival order,
+	// and concurrent stores share fsyncs.
+	Workers    int
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	// Now is the clock; default time.Now.
@@ -66,11 +73,12 @@ type Node struct {
 	codec Codec
 	auth  map[byte]Authenticator
 	log   *slog.Logger
-	in    chan []byte
+	in    []chan []byte
 	m     nodeMetrics
 
 	mu    sync.Mutex
 	stock map[ID][]stockedSURB
+	total int         // SURBs in stock, all mailboxes
 	asked map[ID]bool // a NeedSURBs went out since the last stock
 }
 
@@ -101,6 +109,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
 	if len(cfg.Auth) == 0 {
 		cfg.Auth = []Authenticator{Ed25519Auth{}}
 	}
@@ -110,9 +121,12 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	g := cfg.Format.Geometry()
 	n := &Node{
-		cfg: cfg, log: log, in: make(chan []byte, inbox),
+		cfg: cfg, log: log, in: make([]chan []byte, cfg.Workers),
 		codec: Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2, SignatureSize: cfg.Auth[0].SignatureSize()},
 		auth:  map[byte]Authenticator{}, stock: map[ID][]stockedSURB{}, asked: map[ID]bool{},
+	}
+	for i := range n.in {
+		n.in[i] = make(chan []byte, inbox)
 	}
 	for _, a := range cfg.Auth {
 		n.auth[a.ID()] = a
@@ -132,37 +146,67 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 }
 
 // Handle takes the message of a DeliverMailbox packet (relay.Local.Mailbox).
-// It copies it and queues it for the worker without blocking; when the
-// queue is full the request is dropped and counted, as a congested link
-// would lose it.
+// It copies it and queues it for the worker of its mailbox without
+// blocking; when that queue is full the request is dropped and counted, as
+// a congested link would lose it.
 func (n *Node) Handle(payload []byte) {
 	b := make([]byte, len(payload))
 	copy(b, payload)
+	// The mailbox id follows the length prefix (2), version and op.
+	w := 0
+	if len(b) > 4 {
+		w = int(b[4]) % len(n.in)
+	}
 	select {
-	case n.in <- b:
+	case n.in[w] <- b:
 	default:
 		n.m.dropped.WithLabelValues("busy").Inc()
 	}
 }
 
-// Run handles requests and sweeps expired messages until ctx ends.
+// Run handles requests and sweeps expired messages and SURBs until ctx
+// ends.
 func (n *Node) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, in := range n.in {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case b := <-in:
+					n.handle(ctx, b)
+				}
+			}
+		})
+	}
+	defer wg.Wait()
 	sweep := time.NewTicker(n.cfg.SweepEvery)
 	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case b := <-n.in:
-			n.handle(ctx, b)
 		case <-sweep.C:
-			if k, err := n.cfg.Store.Expire(n.cfg.Now()); err != nil {
-				n.log.Warn("mailbox retention sweep", "err", err)
-			} else if k > 0 {
-				n.log.Debug("mailbox retention sweep", "expired", k)
-			}
+			n.sweep()
 		}
 	}
+}
+
+// sweep expires old messages and drops SURBs of past epochs.
+func (n *Node) sweep() {
+	if k, err := n.cfg.Store.Expire(n.cfg.Now()); err != nil {
+		n.log.Warn("mailbox retention sweep", "err", err)
+	} else if k > 0 {
+		n.log.Debug("mailbox retention sweep", "expired", k)
+	}
+	e := n.cfg.Epoch()
+	n.mu.Lock()
+	for id := range n.stock {
+		n.fresh(id, e)
+	}
+	n.m.surbs.Set(float64(n.total))
+	n.mu.Unlock()
 }
 
 // handle executes one request.
@@ -224,6 +268,11 @@ func (n *Node) handle(ctx context.Context, msg []byte) {
 		answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpCreate})
 		n.addStock(req.Mailbox, req.SURBs)
 	case OpPut:
+		if len(req.Message) > n.codec.MaxSize-DeliverOverhead {
+			// It could never be delivered.
+			refuse(CodeMalformed, "message too large")
+			return
+		}
 		id, err := n.cfg.Store.Put(req.Mailbox, req.Message, n.cfg.Now())
 		switch {
 		case errors.Is(err, ErrNoMailbox):
@@ -257,7 +306,9 @@ func (n *Node) handle(ctx context.Context, msg []byte) {
 			n.log.Warn("mailbox delete", "err", err)
 		}
 	}
-	n.m.surbs.Set(float64(n.stockTotal()))
+	n.mu.Lock()
+	n.m.surbs.Set(float64(n.total))
+	n.mu.Unlock()
 }
 
 // authorize checks a signed request: a known mailbox, a valid signature by
@@ -292,17 +343,15 @@ func (n *Node) addStock(id ID, surbs [][]byte) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := n.fresh(id, e)
-	for _, b := range surbs {
-		if len(s) >= MaxStock {
-			break
-		}
+	k := min(len(surbs), MaxStock-len(s))
+	for _, b := range surbs[:max(k, 0)] {
 		s = append(s, stockedSURB{surb: b, epoch: e})
 	}
-	n.stock[id] = s
+	n.set(id, s)
 	delete(n.asked, id)
 }
 
-// fresh returns id's stock without SURBs of past epochs. Locked.
+// fresh drops id's SURBs of past epochs and returns what is left. Locked.
 func (n *Node) fresh(id ID, epoch uint64) []stockedSURB {
 	s := n.stock[id]
 	k := 0
@@ -313,32 +362,40 @@ func (n *Node) fresh(id ID, epoch uint64) []stockedSURB {
 		}
 	}
 	clear(s[k:])
+	n.set(id, s[:k])
 	return s[:k]
 }
 
-// take removes a SURB from id's stock, keeping the reserve unless spare is
-// false; ok false when none may be used.
+// set replaces id's stock, keeping the total. Locked.
+func (n *Node) set(id ID, s []stockedSURB) {
+	n.total += len(s) - len(n.stock[id])
+	if len(s) == 0 {
+		delete(n.stock, id)
+		return
+	}
+	n.stock[id] = s
+}
+
+// take removes a SURB from id's stock unless no more than reserve are
+// left; ok false when none may be used.
 func (n *Node) take(id ID, reserve int) (surb []byte, left int, ok bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := n.fresh(id, n.cfg.Epoch())
 	if len(s) <= reserve {
-		n.stock[id] = s
 		return nil, len(s), false
 	}
 	surb = s[len(s)-1].surb
-	n.stock[id] = s[:len(s)-1]
+	s[len(s)-1] = stockedSURB{}
+	n.set(id, s[:len(s)-1])
 	return surb, len(s) - 1, true
 }
 
-func (n *Node) stockTotal() int {
+// Stock returns how many SURBs mailbox id has in stock.
+func (n *Node) Stock(id ID) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	t := 0
-	for _, s := range n.stock {
-		t += len(s)
-	}
-	return t
+	return len(n.fresh(id, n.cfg.Epoch()))
 }
 
 // push sends id's messages through its stock: those not yet delivered, or
@@ -398,7 +455,6 @@ func (n *Node) push(ctx context.Context, id ID, after uint64, all bool) {
 func (n *Node) askForMore(ctx context.Context, id ID) {
 	n.mu.Lock()
 	s := n.fresh(id, n.cfg.Epoch())
-	n.stock[id] = s
 	low := len(s) < n.cfg.LowWater && len(s) > 0 && !n.asked[id]
 	if low {
 		n.asked[id] = true
