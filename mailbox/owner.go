@@ -81,12 +81,22 @@ type Owner struct {
 	log  *slog.Logger
 	msgs chan Message
 
-	mu      sync.Mutex
-	lastSeq uint64
+	mu sync.Mutex
+	// have is the highest sequence number up to which every message was
+	// received; got the received ones above it. A fetch asks for what
+	// follows have, so a push lost on the way is fetched again even when
+	// later ones arrived.
+	have    uint64
+	got     map[uint64]bool
 	seen    map[MessageID]bool
 	epoch   uint64
 	restock chan struct{}
+	gap     chan struct{} // a message arrived with one missing before it
 }
+
+// gapWait is how long the owner waits for a missing message (pushes take
+// different routes, so they arrive out of order) before fetching it.
+const gapWait = 2 * time.Second
 
 // NewOwner returns the owner side of a mailbox; Create makes the mailbox,
 // Run keeps it stocked.
@@ -101,7 +111,7 @@ func NewOwner(cfg OwnerConfig) *Owner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), seen: map[MessageID]bool{}, restock: make(chan struct{}, 1)}
+	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: map[MessageID]bool{}, restock: make(chan struct{}, 1), gap: make(chan struct{}, 1)}
 }
 
 // Messages returns the messages the node delivers, each once.
@@ -165,11 +175,11 @@ func (o *Owner) Stock(ctx context.Context, n int) error {
 	return nil
 }
 
-// Fetch asks for every message after the last one received, with fresh
-// SURBs to carry them.
+// Fetch asks for every message after the first one missing, with fresh
+// SURBs to carry them; duplicates are dropped on arrival.
 func (o *Owner) Fetch(ctx context.Context) error {
 	o.mu.Lock()
-	after := o.lastSeq
+	after := o.have
 	o.mu.Unlock()
 	surbs, err := o.surbs(ctx, o.surbsPerRequest())
 	if err != nil {
@@ -218,8 +228,18 @@ func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
 			o.mu.Lock()
 			dup := o.seen[m.ID]
 			o.seen[m.ID] = true
-			if m.Seq > o.lastSeq {
-				o.lastSeq = m.Seq
+			if m.Seq > o.have {
+				o.got[m.Seq] = true
+				for o.got[o.have+1] {
+					delete(o.got, o.have+1)
+					o.have++
+				}
+				if len(o.got) > 0 {
+					select {
+					case o.gap <- struct{}{}:
+					default:
+					}
+				}
 			}
 			o.mu.Unlock()
 			if dup {
@@ -253,11 +273,27 @@ func (o *Owner) Run(ctx context.Context) error {
 	if o.cfg.Epoch != nil {
 		o.epoch = o.cfg.Epoch()
 	}
+	gapTimer := time.NewTimer(time.Hour)
+	gapTimer.Stop()
+	gapArmed := false
 	for {
 		var err error
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-o.gap:
+			if !gapArmed {
+				gapTimer.Reset(gapWait)
+				gapArmed = true
+			}
+		case <-gapTimer.C:
+			gapArmed = false
+			o.mu.Lock()
+			missing := len(o.got) > 0
+			o.mu.Unlock()
+			if missing {
+				err = o.Fetch(ctx)
+			}
 		case <-o.restock:
 			err = o.Stock(ctx, o.cfg.Stock)
 		case <-tick.C:

@@ -67,6 +67,7 @@ type demoClient struct {
 	box   mailbox.ID
 	priv  kem.PrivateKey
 	pub   kem.PublicKey
+	ctx   context.Context // ends when the client closes
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
@@ -107,7 +108,7 @@ func (t *Testnet) startClient(ctx context.Context, i int) (*demoClient, error) {
 		return nil, err
 	}
 	d := &demoClient{t: t, name: fmt.Sprintf("client-%d", i+1), c: c, codec: mailbox.CodecFor(sphinx.DefaultGeometry()),
-		node: top.Mailboxes[i%len(top.Mailboxes)].ID, priv: priv, pub: pub, stop: cancel, pending: map[sphinx.SURBID]*outgoing{}}
+		node: top.Mailboxes[i%len(top.Mailboxes)].ID, priv: priv, pub: pub, ctx: cctx, stop: cancel, pending: map[sphinx.SURBID]*outgoing{}}
 	rand.Read(d.box[:])
 	_, boxKey, _ := ed25519.GenerateKey(rand.Reader)
 	d.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: c, Codec: d.codec, Node: d.node, ID: d.box, Type: demoType,
@@ -231,8 +232,9 @@ func (d *demoClient) open(b []byte) (demoMessage, error) {
 }
 
 // send seals text for to and puts it into to's mailbox, again until the
-// mailbox node acknowledges it (stored, fsynced) or maxAttempts fail.
-func (d *demoClient) send(ctx context.Context, to *demoClient, text string) (*outgoing, error) {
+// mailbox node acknowledges it (stored, fsynced) or maxAttempts fail; the
+// attempts go on in the background until the client closes.
+func (d *demoClient) send(to *demoClient, text string) (*outgoing, error) {
 	d.mu.Lock()
 	d.seq++
 	id := fmt.Sprintf("%s-%d-%s", d.name, d.seq, hex.EncodeToString(randBytes(3)))
@@ -255,7 +257,7 @@ func (d *demoClient) send(ctx context.Context, to *demoClient, text string) (*ou
 	d.mu.Unlock()
 	d.t.track(out)
 	d.wg.Add(1)
-	go func() { defer d.wg.Done(); d.deliver(ctx, out) }()
+	go func() { defer d.wg.Done(); d.deliver(d.ctx, out) }()
 	return out, nil
 }
 

@@ -60,21 +60,21 @@ func (t *Testnet) chatter(ctx context.Context, from, to *demoClient) {
 		case <-time.After(gap):
 		}
 		n++
-		if _, err := from.send(ctx, to, fmt.Sprintf("message %d from %s", n, from.name)); err != nil && ctx.Err() == nil {
+		if _, err := from.send(to, fmt.Sprintf("message %d from %s", n, from.name)); err != nil && ctx.Err() == nil {
 			t.cfg.Logger.Warn("demo message", "err", err)
 		}
 	}
 }
 
 // Send sends text from demo client from to demo client to (Network).
-func (t *Testnet) Send(ctx context.Context, from, to int, text string) (string, error) {
+func (t *Testnet) Send(_ context.Context, from, to int, text string) (string, error) {
 	if from < 0 || to < 0 || from >= len(t.clients) || to >= len(t.clients) {
 		return "", errors.New("no such client")
 	}
 	if from == to {
 		return "", errors.New("sender and recipient are the same client")
 	}
-	out, err := t.clients[from].send(context.WithoutCancel(ctx), t.clients[to], text)
+	out, err := t.clients[from].send(t.clients[to], text)
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,118 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("STRATA_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// startTestnet starts a testnet of the default shape — one validator, 9
+// relays in 3 strata, 2 mailbox nodes, 2 clients — with delays scaled
+// down (5 ms per hop) and fast blocks.
+func startTestnet(t *testing.T, dashboard string) *Testnet {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a whole network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := Start(ctx, Config{
+		DataDir: t.TempDir(), MeanDelay: 5 * time.Millisecond, BlockInterval: 200 * time.Millisecond,
+		EpochBlocks: 600, LambdaP: 20, LambdaL: 2, LambdaD: 2, LambdaM: 2,
+		Dashboard: dashboard, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return n
+}
+
+// waitDelivered waits until want messages were delivered, or fails.
+func waitDelivered(t *testing.T, n *Testnet, want uint64, within time.Duration) Counters {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c := n.Stats()
+		if c.Delivered >= want {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages delivered within %v (%+v)", c.Delivered, want, within, c)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestHundredMessagesSurviveADeadRelay sends 100 messages between the two
+// clients of a default-shape testnet; halfway a relay that is no client's
+// home is killed. Every message must arrive: puts that die with the relay
+// are repeated along other routes until the mailbox node acknowledges them.
+func TestHundredMessagesSurviveADeadRelay(t *testing.T) {
+	n := startTestnet(t, "")
+	ctx := context.Background()
+	send := func(from, to, k int) {
+		t.Helper()
+		if _, err := n.Send(ctx, from, to, fmt.Sprintf("message %d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := range 50 {
+		send(k%2, 1-k%2, k)
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitDelivered(t, n, 25, 30*time.Second)
+	homes := map[string]bool{}
+	for _, c := range n.clients {
+		homes[n.nodeName(c.c.Home())] = true
+	}
+	killed := -1
+	for i := range 9 {
+		if !homes[fmt.Sprintf("relay-%d", i+1)] {
+			killed = i
+			break
+		}
+	}
+	if err := n.KillRelay(killed); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed relay-%d", killed+1)
+	for k := 50; k < 100; k++ {
+		send(k%2, 1-k%2, k)
+		time.Sleep(20 * time.Millisecond)
+	}
+	c := waitDelivered(t, n, 100, 90*time.Second)
+	if c.Lost != 0 || c.Sent != 100 {
+		t.Errorf("counters %+v", c)
+	}
+	t.Logf("100 messages: p50 %.3fs p99 %.3fs", c.P50, c.P99)
+	// Each client received its 50.
+	for _, cl := range n.clients {
+		if got := len(cl.state().Inbox); got != 50 {
+			t.Errorf("%s received %d messages, want 50", cl.name, got)
+		}
+	}
+}
+
+// TestDashboardWithTheRealTestnet drives the dashboard of a running testnet
+// in headless Chromium: it shows 9 relays in 3 strata, and a message typed
+// in the box appears at the other client.
+func TestDashboardWithTheRealTestnet(t *testing.T) {
+	ctx := browser(t)
+	n := startTestnet(t, "127.0.0.1:0")
+	checkDashboard(t, ctx, n.DashboardURL(), 9, 3)
+}
