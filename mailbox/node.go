@@ -27,9 +27,9 @@ const (
 	// ClockSkew is how far a signed request's time may be from the node's.
 	ClockSkew = 10 * time.Minute
 	// DefaultWorkers is how many requests a node executes at once.
-	DefaultWorkers = 4
+	DefaultWorkers = 64
 	// inbox is how many requests wait for each worker.
-	inbox = 1024
+	inbox = 128
 )
 
 // NodeConfig configures a mailbox Node.
