@@ -148,7 +148,9 @@ func BenchmarkNode(b *testing.B) {
 	}
 	defer store.Close()
 	n, err := NewNode(NodeConfig{Store: store, Format: format, Epoch: func() uint64 { return 1 },
-		Send: func(ctx context.Context, to sphinx.NodeID, pkt []byte) error { return out.Send(ctx, transport.NodeID(to), pkt) }})
+		Send: func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
+			return out.Send(ctx, transport.NodeID(to), pkt)
+		}})
 	if err != nil {
 		b.Fatal(err)
 	}
