@@ -80,6 +80,17 @@ type Node struct {
 	stock map[ID][]stockedSURB
 	total int         // SURBs in stock, all mailboxes
 	asked map[ID]bool // a NeedSURBs went out since the last stock
+
+	// marks are messages pushed but not yet marked delivered on disk:
+	// a flusher writes them in the background so that a push does not
+	// wait for a second fsync; pushes skip them meanwhile.
+	markMu sync.Mutex
+	marks  map[ID]map[uint64]bool
+	kick   chan struct{}
+	// gate orders a push's read of the store and of marks against the
+	// flusher dropping marks it wrote: a push holds it shared across both,
+	// the flusher exclusively while dropping.
+	gate sync.RWMutex
 }
 
 type nodeMetrics struct {
@@ -124,6 +135,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg: cfg, log: log, in: make([]chan []byte, cfg.Workers),
 		codec: Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2, SignatureSize: cfg.Auth[0].SignatureSize()},
 		auth:  map[byte]Authenticator{}, stock: map[ID][]stockedSURB{}, asked: map[ID]bool{},
+		marks: map[ID]map[uint64]bool{}, kick: make(chan struct{}, 1),
 	}
 	for i := range n.in {
 		n.in[i] = make(chan []byte, inbox)
@@ -168,6 +180,18 @@ func (n *Node) Handle(payload []byte) {
 // ends.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	defer n.flushMarks() // what the workers pushed last
+	defer wg.Wait()
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.kick:
+				n.flushMarks()
+			}
+		}
+	})
 	for _, in := range n.in {
 		wg.Go(func() {
 			for {
@@ -180,7 +204,6 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		})
 	}
-	defer wg.Wait()
 	sweep := time.NewTicker(n.cfg.SweepEvery)
 	defer sweep.Stop()
 	for {
@@ -302,6 +325,7 @@ func (n *Node) handle(ctx context.Context, msg []byte) {
 			refuse(CodeMalformed, "bad filter")
 			return
 		}
+		n.flushMarks() // only delivered messages may be deleted
 		if _, err := n.cfg.Store.Delete(req.Mailbox, f); err != nil {
 			n.log.Warn("mailbox delete", "err", err)
 		}
@@ -404,23 +428,32 @@ func (n *Node) Stock(id ID) int {
 // the stock falls under the low-water mark spends one reserved SURB on a
 // NeedSURBs (once per stocking).
 func (n *Node) push(ctx context.Context, id ID, after uint64, all bool) {
+	n.gate.RLock()
 	msgs, err := n.cfg.Store.Fetch(id, after, 1000)
 	if err != nil {
+		n.gate.RUnlock()
 		if !errors.Is(err, ErrNoMailbox) {
 			n.log.Warn("mailbox fetch", "err", err)
 		}
 		return
 	}
+	if !all {
+		k := 0
+		for _, m := range msgs {
+			if !m.Delivered && !n.marked(id, m.Seq) {
+				msgs[k] = m
+				k++
+			}
+		}
+		msgs = msgs[:k]
+	}
+	n.gate.RUnlock()
 	room := n.codec.MaxSize - DeliverOverhead
 	for len(msgs) > 0 {
 		var batch []Message
 		size := 0
 		for len(msgs) > 0 {
 			m := msgs[0]
-			if m.Delivered && !all {
-				msgs = msgs[1:]
-				continue
-			}
 			need := len(m.Data) + 8 + 2
 			if len(batch) > 0 && size+need > room {
 				break
@@ -439,16 +472,71 @@ func (n *Node) push(ctx context.Context, id ID, after uint64, all bool) {
 		if !n.reply(ctx, surb, &Response{Op: OpDeliver, Mailbox: id, Messages: batch}) {
 			continue
 		}
-		seqs := make([]uint64, len(batch))
-		for i, m := range batch {
-			seqs[i] = m.Seq
-		}
-		if err := n.cfg.Store.MarkDelivered(id, seqs...); err != nil {
-			n.log.Warn("mailbox mark delivered", "err", err)
-		}
+		n.mark(id, batch)
 		n.m.pushed.Add(float64(len(batch)))
 	}
 	n.askForMore(ctx, id)
+}
+
+// mark records that batch was pushed, for the flusher to write.
+func (n *Node) mark(id ID, batch []Message) {
+	n.markMu.Lock()
+	m := n.marks[id]
+	if m == nil {
+		m = map[uint64]bool{}
+		n.marks[id] = m
+	}
+	for _, msg := range batch {
+		m[msg.Seq] = true
+	}
+	n.markMu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// marked reports whether message seq of id was pushed and its mark is not
+// on disk yet.
+func (n *Node) marked(id ID, seq uint64) bool {
+	n.markMu.Lock()
+	defer n.markMu.Unlock()
+	return n.marks[id][seq]
+}
+
+// flushMarks writes the pending delivered marks in one transaction. A mark
+// lost to a crash costs nothing but a message that stays until the next
+// fetch delivers (and marks) it again.
+func (n *Node) flushMarks() {
+	n.markMu.Lock()
+	if len(n.marks) == 0 {
+		n.markMu.Unlock()
+		return
+	}
+	todo := make(map[ID][]uint64, len(n.marks))
+	for id, m := range n.marks {
+		for seq := range m {
+			todo[id] = append(todo[id], seq)
+		}
+	}
+	n.markMu.Unlock()
+	if err := n.cfg.Store.MarkDeliveredMany(todo); err != nil {
+		n.log.Warn("mailbox mark delivered", "err", err)
+		return
+	}
+	n.gate.Lock()
+	defer n.gate.Unlock()
+	n.markMu.Lock()
+	for id, seqs := range todo {
+		m := n.marks[id]
+		for _, seq := range seqs {
+			delete(m, seq)
+		}
+		if len(m) == 0 {
+			delete(n.marks, id)
+		}
+	}
+	n.markMu.Unlock()
 }
 
 // askForMore spends a reserved SURB on NeedSURBs when the stock is low.

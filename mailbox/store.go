@@ -268,22 +268,33 @@ func (s *Store) Fetch(id ID, after uint64, limit int) ([]Message, error) {
 // MarkDelivered records that the messages seqs of mailbox id were pushed to
 // their owner; only delivered messages are subject to deletion filters.
 func (s *Store) MarkDelivered(id ID, seqs ...uint64) error {
+	return s.MarkDeliveredMany(map[ID][]uint64{id: seqs})
+}
+
+// MarkDeliveredMany is MarkDelivered for several mailboxes in one
+// transaction; mailboxes that no longer exist are skipped.
+func (s *Store) MarkDeliveredMany(marks map[ID][]uint64) error {
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		box, _, err := openBox(tx, id)
-		if err != nil {
-			return err
-		}
-		msgs := box.Bucket(bucketMsg)
-		for _, seq := range seqs {
-			k := binary.BigEndian.AppendUint64(nil, seq)
-			v := msgs.Get(k)
-			if len(v) < recordFixed || v[sha256.Size+8] == 1 {
+		for id, seqs := range marks {
+			box, _, err := openBox(tx, id)
+			if errors.Is(err, ErrNoMailbox) {
 				continue
 			}
-			rec := bytes.Clone(v)
-			rec[sha256.Size+8] = 1
-			if err := msgs.Put(k, rec); err != nil {
+			if err != nil {
 				return err
+			}
+			msgs := box.Bucket(bucketMsg)
+			for _, seq := range seqs {
+				k := binary.BigEndian.AppendUint64(nil, seq)
+				v := msgs.Get(k)
+				if len(v) < recordFixed || v[sha256.Size+8] == 1 {
+					continue
+				}
+				rec := bytes.Clone(v)
+				rec[sha256.Size+8] = 1
+				if err := msgs.Put(k, rec); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
