@@ -578,7 +578,7 @@ func (q *Queue) Next(now time.Time) (Packet, bool) {
 	if b.room() > ChunkHeaderSize+8 {
 		var others []*outMsg
 		for _, m := range top.rq.active {
-			if m.state == stSending {
+			if m.state == stSending && m != top {
 				others = append(others, m)
 			}
 		}

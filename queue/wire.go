@@ -97,8 +97,9 @@ type AckEntry struct {
 }
 
 // Ack is a receiver's cumulative report on a stream: every message with a
-// sequence number up to Cum is decoded, and so is every listed entry with
-// Need 0; entries with Need > 0 ask for more symbols.
+// sequence number below Cum is finished (decoded, or given up by the sender
+// per its low-water mark), and so is every listed entry with Need 0; entries
+// with Need > 0 ask for that many more symbols.
 type Ack struct {
 	Stream  StreamID
 	Cum     uint64
