@@ -286,9 +286,23 @@ func (c *Client) SetSource(s Source) {
 // Receive returns the channel of decrypted replies.
 func (c *Client) Receive() <-chan Reply { return c.recv }
 
-// ViaSURB addresses a reply to the creator of the encoded SURB s.
-func (c *Client) ViaSURB(s []byte) (Destination, error) {
-	surb, err := c.format.DecodeSURB(s)
+// ViaSURB addresses a reply to the creator of the encoded SURB s (made by
+// NewSURB, or by sphinx.Format.NewSURB with the default geometry). The
+// reply goes to the SURB's first hop and follows the path the SURB's
+// creator chose; the sender learns nothing of it.
+func ViaSURB(s []byte) (Destination, error) {
+	f, err := sphinx.NewFormat(sphinx.DefaultGeometry())
+	if err != nil {
+		return Destination{}, err
+	}
+	return viaSURB(f, s)
+}
+
+// ViaSURB is the package's ViaSURB with the client's packet format.
+func (c *Client) ViaSURB(s []byte) (Destination, error) { return viaSURB(c.format, s) }
+
+func viaSURB(f *sphinx.Format, s []byte) (Destination, error) {
+	surb, err := f.DecodeSURB(s)
 	if err != nil {
 		return Destination{}, fmt.Errorf("client: %w", err)
 	}

@@ -3,6 +3,8 @@ package client
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -34,11 +36,42 @@ func HomeToken(client, home sphinx.NodeID, epoch uint64) sphinx.DeliveryToken {
 	return t
 }
 
-// PushFrame is the layout of a frame a home relay pushes to its client over
-// the mix protocol: the SURB id (16 bytes), then the packet's payload as the
-// relay unwrapped it (Geometry.PayloadSize bytes), then zeros up to the
-// packet size.
-func pushFrameSize(g sphinx.Geometry) int { return g.PacketSize() }
+// ErrPushFrame means a frame pushed by a home relay is not laid out as
+// EncodePush lays it out.
+var ErrPushFrame = errors.New("client: malformed push frame")
+
+// EncodePush writes into frame (Geometry.PacketSize bytes, the size of
+// every frame on /strata/mix/1) the push of a packet for SURB id whose
+// unwrapped payload is payload (Geometry.PayloadSize bytes):
+//
+//	SURB id (16) ‖ payload (PayloadSize, still encrypted) ‖ zeros up to PacketSize
+//
+// A push frame is exactly as long as a packet, so a client's link carries
+// frames of one size in both directions.
+func EncodePush(g sphinx.Geometry, frame []byte, id sphinx.SURBID, payload []byte) error {
+	if len(frame) != g.PacketSize() || len(payload) != g.PayloadSize || sphinx.SURBIDSize+g.PayloadSize > len(frame) {
+		return fmt.Errorf("%w: frame %d bytes, payload %d", ErrPushFrame, len(frame), len(payload))
+	}
+	n := copy(frame, id[:])
+	n += copy(frame[n:], payload)
+	clear(frame[n:])
+	return nil
+}
+
+// ParsePush parses a frame written by EncodePush; payload aliases frame.
+func ParsePush(g sphinx.Geometry, frame []byte) (id sphinx.SURBID, payload []byte, err error) {
+	end := sphinx.SURBIDSize + g.PayloadSize
+	if len(frame) != g.PacketSize() || end > len(frame) {
+		return id, nil, fmt.Errorf("%w: %d bytes, want %d", ErrPushFrame, len(frame), g.PacketSize())
+	}
+	for _, b := range frame[end:] {
+		if b != 0 {
+			return id, nil, fmt.Errorf("%w: nonzero padding", ErrPushFrame)
+		}
+	}
+	copy(id[:], frame)
+	return id, frame[sphinx.SURBIDSize:end], nil
+}
 
 // Home is the relay side of home delivery: it pushes the packets that end
 // with DeliverToClient at this relay down the connection of the client
@@ -69,9 +102,9 @@ func NewHome(host *transport.Host, geo sphinx.Geometry, epoch uint64, reg promet
 		clients: map[sphinx.NodeID]struct{}{}, tokens: map[sphinx.DeliveryToken]sphinx.NodeID{},
 		pushed: prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_home_pushed_total", Help: "Packets pushed to connected clients."}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_home_dropped_total",
-			Help: "Packets for clients dropped, by reason (unknown_token, queue_full)."}, []string{"reason"}),
+			Help: "Packets for clients dropped, by reason (unknown_token, queue_full, malformed)."}, []string{"reason"}),
 	}
-	h.bufs.New = func() any { b := make([]byte, pushFrameSize(geo)); return &b }
+	h.bufs.New = func() any { b := make([]byte, geo.PacketSize()); return &b }
 	if reg != nil {
 		reg.MustRegister(h.pushed, h.drops)
 	}
@@ -142,9 +175,10 @@ func (h *Home) Deliver(token sphinx.DeliveryToken, id sphinx.SURBID, payload []b
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
 	frame := *bp
-	n := copy(frame, id[:])
-	n += copy(frame[n:], payload)
-	clear(frame[n:])
+	if err := EncodePush(h.geo, frame, id, payload); err != nil {
+		h.drops.WithLabelValues("malformed").Inc()
+		return
+	}
 	if err := h.host.TrySend(transport.NodeID(c), frame); err != nil {
 		h.drops.WithLabelValues("queue_full").Inc()
 		h.log.Debug("home push dropped", "client", c, "err", err)

@@ -199,14 +199,12 @@ func (c *Client) handle(from transport.NodeID, frame []byte) {
 		c.m.framesRejected.Inc()
 		return
 	}
-	g := c.format.Geometry()
-	if len(frame) < sphinx.SURBIDSize+g.PayloadSize {
+	id, payload, err := ParsePush(c.format.Geometry(), frame)
+	if err != nil {
 		c.m.framesRejected.Inc()
+		c.log.Debug("frame from home rejected", "err", err)
 		return
 	}
-	var id sphinx.SURBID
-	copy(id[:], frame)
-	payload := frame[sphinx.SURBIDSize : sphinx.SURBIDSize+g.PayloadSize]
 	now := time.Now()
 	c.mu.Lock()
 	l, isLoop := c.loops[id]

@@ -1,0 +1,309 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strata-mix/strata/pki"
+	"github.com/strata-mix/strata/relay"
+	"github.com/strata-mix/strata/sphinx"
+	"github.com/strata-mix/strata/transport"
+)
+
+// This file assembles a small Strata network on loopback for the client's
+// tests, examples and benchmarks: real libp2p hosts, real relays (package
+// relay, as package node runs them) with a client.Home wired in as their
+// Local.Client, mailbox nodes (relay pipelines with NoForward and a
+// Local.Mailbox sink), and a topology document that went through pki's
+// encoder and decoder, so its strata and links are the ones pki derives.
+// (The test imports relay; the package does not.)
+
+// testRelay is a relay or mailbox node on a real host.
+type testRelay struct {
+	host  *transport.Host
+	relay *relay.Relay
+	home  *Home
+	db    *relay.ReplayDB
+	mix   *sphinx.PrivateKey
+	pub   sphinx.PublicKey
+	info  pki.NodeInfo
+	inbox chan []byte // mailbox nodes: unpadded payloads received
+}
+
+func (r *testRelay) id() sphinx.NodeID { return sphinx.NodeID(r.host.ID()) }
+
+// testNet is a network of relays in strata plus mailbox nodes.
+type testNet struct {
+	format  *sphinx.Format
+	relays  []*testRelay
+	mboxes  []*testRelay
+	top     atomic.Pointer[pki.Topology]
+	params  pki.Params
+	cleanup []func()
+}
+
+// netOptions shape a testNet.
+type netOptions struct {
+	layers, width, k, mailboxes int
+	epoch                       uint64
+	meanDelay                   time.Duration
+}
+
+func defaultNet() netOptions {
+	return netOptions{layers: 3, width: 2, k: 2, mailboxes: 1, epoch: 1, meanDelay: 5 * time.Millisecond}
+}
+
+// startNet starts the network; Close stops it.
+func startNet(o netOptions) (_ *testNet, err error) {
+	f, err := sphinx.NewFormat(sphinx.DefaultGeometry())
+	if err != nil {
+		return nil, err
+	}
+	n := &testNet{format: f}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	delay := sphinx.DelayPolicy{Mean: o.meanDelay}
+	for i := range o.layers*o.width + o.mailboxes {
+		r, err := n.startNode(o.epoch, delay, i >= o.layers*o.width)
+		if err != nil {
+			return nil, err
+		}
+		if i < o.layers*o.width {
+			n.relays = append(n.relays, r)
+		} else {
+			n.mboxes = append(n.mboxes, r)
+		}
+	}
+	all := append(slices.Clone(n.relays), n.mboxes...)
+	for _, a := range all {
+		for _, b := range all {
+			if a != b {
+				if err := a.host.AddPeer(b.host.PeerInfo()); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	p := pki.DefaultParams()
+	p.Layers, p.Successors, p.MeanDelay = uint32(o.layers), uint32(o.k), o.meanDelay
+	p.LambdaP, p.LambdaL, p.LambdaD = 10, 2, 2
+	n.params = p
+	top, err := n.topology(o.epoch, n.relays, n.mboxes)
+	if err != nil {
+		return nil, err
+	}
+	n.top.Store(top)
+	return n, nil
+}
+
+// topology builds the document of epoch listing relays and mailboxes,
+// through pki's codec (which derives strata and links).
+func (n *testNet) topology(epoch uint64, relays, mboxes []*testRelay) (*pki.Topology, error) {
+	var beacon [32]byte
+	rand.Read(beacon[:])
+	t := &pki.Topology{ChainID: "client-test", Epoch: epoch, Beacon: beacon, Params: n.params}
+	byID := map[sphinx.NodeID]pki.Relay{}
+	var ranked []pki.Ranked
+	for _, r := range relays {
+		pr := pki.Relay{NodeInfo: r.info}
+		rand.Read(pr.VRF[:])
+		byID[r.id()] = pr
+		ranked = append(ranked, pki.Ranked{ID: r.id(), VRF: pr.VRF})
+	}
+	if len(relays) > 0 {
+		g, err := pki.NewGraph(ranked, int(n.params.Layers), int(n.params.Successors), beacon)
+		if err != nil {
+			return nil, err
+		}
+		for layer, ids := range g.Layers {
+			for _, id := range ids {
+				r := byID[id]
+				r.Layer = layer
+				t.Relays = append(t.Relays, r)
+			}
+		}
+	}
+	for _, m := range mboxes {
+		t.Mailboxes = append(t.Mailboxes, m.info)
+	}
+	slices.SortFunc(t.Mailboxes, func(a, b pki.NodeInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return pki.DecodeTopology(t.Encode())
+}
+
+// startNode starts a relay (with a Home) or a mailbox node.
+func (n *testNet) startNode(epoch uint64, delay sphinx.DelayPolicy, mailbox bool) (*testRelay, error) {
+	r := &testRelay{}
+	var err error
+	if r.mix, r.pub, err = sphinx.GenerateKey(rand.Reader); err != nil {
+		return nil, err
+	}
+	idk, err := transport.GenerateIdentity()
+	if err != nil {
+		return nil, err
+	}
+	var rl atomic.Pointer[relay.Relay]
+	var home atomic.Pointer[Home]
+	r.host, err = transport.New(context.Background(), transport.Config{
+		Identity: idk, PacketSize: n.format.Geometry().PacketSize(),
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SendQueue: 4096,
+		Handler: func(from transport.NodeID, pkt []byte) {
+			if x := rl.Load(); x != nil {
+				x.HandlePacket(sphinx.NodeID(from), pkt)
+			}
+		},
+		Connected: func(id transport.NodeID) {
+			if h := home.Load(); h != nil {
+				h.Connected(id)
+			}
+		},
+		Disconnected: func(id transport.NodeID) {
+			if h := home.Load(); h != nil {
+				h.Disconnected(id)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.cleanup = append(n.cleanup, func() { r.host.Close() })
+	r.info = pki.NodeInfo{ID: r.id(), Addrs: r.host.Addrs(), MixKey: r.pub}
+	copy(r.info.IdentityKey[:], idk.Public().(ed25519.PublicKey))
+	dir, err := tempDir()
+	if err != nil {
+		return nil, err
+	}
+	if r.db, err = relay.OpenReplayDB(dir, 1<<20); err != nil {
+		return nil, err
+	}
+	n.cleanup = append(n.cleanup, func() { r.db.Close() })
+	keys, err := relay.NewKeyring(epoch, relay.EpochKey{Epoch: epoch, Key: r.mix})
+	if err != nil {
+		return nil, err
+	}
+	local := relay.Local{}
+	if mailbox {
+		r.inbox = make(chan []byte, 4096)
+		local.Mailbox = func(payload []byte) {
+			msg, err := Unpad(payload)
+			if err != nil {
+				return
+			}
+			select {
+			case r.inbox <- bytes.Clone(msg):
+			default:
+			}
+		}
+	} else {
+		r.home = NewHome(r.host, n.format.Geometry(), epoch, nil, nil)
+		home.Store(r.home)
+		local.Client = r.home.Deliver
+	}
+	self := r.id()
+	x, err := relay.New(relay.Config{
+		Format: n.format, Keys: keys, Delay: delay, Replay: r.db, Local: local, NoForward: mailbox,
+		Link: relay.LinkFunc(func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
+			if to == self {
+				return rl.Load().Inject(pkt)
+			}
+			return r.host.Send(ctx, transport.NodeID(to), pkt)
+		}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	rl.Store(x)
+	r.relay = x
+	// Closed before the hosts and databases (cleanup runs in reverse).
+	n.cleanup = append(n.cleanup, func() { x.Close() })
+	return r, nil
+}
+
+// Close stops every node.
+func (n *testNet) Close() {
+	for i := len(n.cleanup) - 1; i >= 0; i-- {
+		n.cleanup[i]()
+	}
+	n.cleanup = nil
+}
+
+// Topology is the client's topology provider.
+func (n *testNet) Topology() *pki.Topology { return n.top.Load() }
+
+// homeInfo returns the PeerInfo of relay i, for Config.Home.
+func (n *testNet) homeInfo(i int) transport.PeerInfo { return n.relays[i].host.PeerInfo() }
+
+// newClient starts a client whose home is relay home.
+func (n *testNet) newClient(ctx context.Context, dir string, key ed25519.PrivateKey, home int, rates Rates) (*Client, error) {
+	if key == nil {
+		var err error
+		if key, err = transport.GenerateIdentity(); err != nil {
+			return nil, err
+		}
+	}
+	return New(ctx, Config{Identity: key, DataDir: dir, Home: n.homeInfo(home), Topology: n.Topology, Rates: &rates})
+}
+
+var tempDirs struct {
+	sync.Mutex
+	n int
+}
+
+// tempDir returns a fresh directory (examples and benchmarks have no
+// testing.T to ask).
+func tempDir() (string, error) {
+	tempDirs.Lock()
+	defer tempDirs.Unlock()
+	tempDirs.n++
+	return filepath.Join(sharedTemp, fmt.Sprintf("d%d", tempDirs.n)), nil
+}
+
+// mustNet starts a network for a test and stops it when the test ends.
+func mustNet(t testing.TB, o netOptions) *testNet {
+	t.Helper()
+	n, err := startNet(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+// mustClient starts a client for a test and closes it when the test ends.
+func mustClient(t testing.TB, n *testNet, home int, rates Rates) *Client {
+	t.Helper()
+	c, err := n.newClient(context.Background(), t.TempDir(), nil, home, rates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// eventually polls cond until it holds or within passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
