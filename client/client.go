@@ -60,6 +60,10 @@ type Config struct {
 	// Registerer receives the client's metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+
+	// trace, if set (by tests), learns of every packet when it has been
+	// handed to the link: its stream and whether it was real.
+	trace func(st Stream, real bool)
 }
 
 // Destination is where a packet goes: a mailbox node (ToMailbox) or the
@@ -262,12 +266,34 @@ func (c *Client) SetHome(ctx context.Context, home transport.PeerInfo) error {
 	if err := c.host.Connect(ctx, id); err != nil {
 		return fmt.Errorf("client: connecting to home %v: %w", id, err)
 	}
-	if old := c.home.Swap(&home); old != nil {
-		if oldID := transport.NodeIDFromPublicKey(old.PublicKey); oldID != id {
-			c.host.RemovePeer(oldID)
-		}
+	old := c.home.Swap(&home)
+	if old == nil {
+		return nil
+	}
+	oldID := transport.NodeIDFromPublicKey(old.PublicKey)
+	if oldID == id {
+		return nil
+	}
+	// Leave the old home: it stops pushing once the connection is gone.
+	// A relay of the first stratum stays in the send pool, since packets
+	// enter the strata there.
+	if err := c.host.Disconnect(oldID); err != nil {
+		c.log.Debug("leaving the old home", "home", oldID, "err", err)
+	}
+	if !c.isFirstHop(sphinx.NodeID(oldID)) {
+		c.host.RemovePeer(oldID)
 	}
 	return nil
+}
+
+// isFirstHop reports whether id is a relay of the current first stratum.
+func (c *Client) isFirstHop(id sphinx.NodeID) bool {
+	top := c.cfg.Topology()
+	if top == nil {
+		return false
+	}
+	r, ok := top.Relay(id)
+	return ok && r.Layer == 0
 }
 
 // PayloadSize is the number of message bytes one packet carries, the same

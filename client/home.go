@@ -137,6 +137,14 @@ func (h *Home) Disconnected(id transport.NodeID) {
 	}
 }
 
+// bound reports whether node id is connected and its tokens accepted.
+func (h *Home) bound(id sphinx.NodeID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.clients[id]
+	return ok
+}
+
 // SetEpoch moves the tokens to a new key epoch: SURBs of the epoch before
 // it stay deliverable (packets in flight), older ones die.
 func (h *Home) SetEpoch(epoch uint64) {

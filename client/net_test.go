@@ -120,8 +120,8 @@ func (n *testNet) topology(epoch uint64, relays, mboxes []*testRelay) (*pki.Topo
 	for _, r := range relays {
 		pr := pki.Relay{NodeInfo: r.info}
 		rand.Read(pr.VRF[:])
-		byID[r.id()] = pr
-		ranked = append(ranked, pki.Ranked{ID: r.id(), VRF: pr.VRF})
+		byID[r.info.ID] = pr
+		ranked = append(ranked, pki.Ranked{ID: r.info.ID, VRF: pr.VRF})
 	}
 	if len(relays) > 0 {
 		g, err := pki.NewGraph(ranked, int(n.params.Layers), int(n.params.Successors), beacon)

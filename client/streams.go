@@ -24,29 +24,47 @@ func (c *Client) slot(s Slot) {
 	}
 	c.epochChange(top)
 	c.expireLoops(s.Due)
+	real := false
 	switch s.Stream {
 	case PayloadStream:
-		select {
-		case req := <-c.queue:
-			sent, err := c.sendReal(top, req.dest, req.payload)
-			req.done <- sendResult{sent, err}
-			return
-		default:
-		}
-		if box := c.source.Load(); box != nil {
-			if d, p, ok := box.s.Next(s.Due); ok {
-				if _, err := c.sendReal(top, d, p); err != nil {
-					c.log.Debug("source packet not sent", "err", err)
-				}
-				return
-			}
-		}
-		c.sendCover(top)
+		real = c.sendPayload(top, s.Due)
 	case LoopStream:
 		c.sendLoop(top)
 	case DropStream:
 		c.sendCover(top)
 	}
+	if c.cfg.trace != nil {
+		c.cfg.trace(s.Stream, real)
+	}
+}
+
+// sendPayload fills a payload slot: the oldest packet Send queued, else the
+// Source's, else cover. A real packet that cannot be built (no route, a
+// bad SURB) gives its slot to cover, so the slot is never empty on the
+// wire. It reports whether the packet was real.
+func (c *Client) sendPayload(top *pki.Topology, due time.Time) bool {
+	select {
+	case req := <-c.queue:
+		sent, err := c.sendReal(top, req.dest, req.payload)
+		req.done <- sendResult{sent, err}
+		if err == nil {
+			return true
+		}
+		c.sendCover(top)
+		return false
+	default:
+	}
+	if box := c.source.Load(); box != nil {
+		if d, p, ok := box.s.Next(due); ok {
+			if _, err := c.sendReal(top, d, p); err == nil {
+				return true
+			} else {
+				c.log.Debug("source packet not sent", "err", err)
+			}
+		}
+	}
+	c.sendCover(top)
+	return false
 }
 
 // epochChange expires the SURB keys of dead epochs when the topology moves
