@@ -57,6 +57,9 @@ type netOptions struct {
 	layers, width, k, mailboxes int
 	epoch                       uint64
 	meanDelay                   time.Duration
+	// sink makes every node a bare host that discards what it receives
+	// (benchmarks of the client's own cost).
+	sink bool
 }
 
 func defaultNet() netOptions {
@@ -77,7 +80,7 @@ func startNet(o netOptions) (_ *testNet, err error) {
 	}()
 	delay := sphinx.DelayPolicy{Mean: o.meanDelay}
 	for i := range o.layers*o.width + o.mailboxes {
-		r, err := n.startNode(o.epoch, delay, i >= o.layers*o.width)
+		r, err := n.startNode(o.epoch, delay, i >= o.layers*o.width, o.sink)
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +147,7 @@ func (n *testNet) topology(epoch uint64, relays, mboxes []*testRelay) (*pki.Topo
 }
 
 // startNode starts a relay (with a Home) or a mailbox node.
-func (n *testNet) startNode(epoch uint64, delay sphinx.DelayPolicy, mailbox bool) (*testRelay, error) {
+func (n *testNet) startNode(epoch uint64, delay sphinx.DelayPolicy, mailbox, sink bool) (*testRelay, error) {
 	r := &testRelay{}
 	var err error
 	if r.mix, r.pub, err = sphinx.GenerateKey(rand.Reader); err != nil {
@@ -181,6 +184,9 @@ func (n *testNet) startNode(epoch uint64, delay sphinx.DelayPolicy, mailbox bool
 	n.cleanup = append(n.cleanup, func() { r.host.Close() })
 	r.info = pki.NodeInfo{ID: r.id(), Addrs: r.host.Addrs(), MixKey: r.pub}
 	copy(r.info.IdentityKey[:], idk.Public().(ed25519.PublicKey))
+	if sink {
+		return r, nil
+	}
 	dir, err := tempDir()
 	if err != nil {
 		return nil, err

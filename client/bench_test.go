@@ -1,0 +1,160 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-mix/strata/transport"
+)
+
+// benchClient starts a client on n for a benchmark.
+func benchClient(b *testing.B, n *testNet, rates Rates, trace func(Stream, bool)) *Client {
+	b.Helper()
+	key, err := transport.GenerateIdentity()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := New(context.Background(), Config{
+		Identity: key, DataDir: b.TempDir(), Home: n.homeInfo(0), Topology: n.Topology, Rates: &rates, trace: trace,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkCoverPacket is the cost of one drop cover packet: a route,
+// the Sphinx packet (4 hops), the hand-off to the first hop's link.
+func BenchmarkCoverPacket(b *testing.B) {
+	o := defaultNet()
+	o.sink = true
+	n := mustNet(b, o)
+	c := benchClient(b, n, Rates{}, nil) // no streams: the benchmark drives
+	top := n.Topology()
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		c.sendCover(top)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "packets/s")
+}
+
+// BenchmarkCoverFullRate runs a client whose three streams are far faster
+// than it can build packets, so it sends as fast as it can: packets
+// created per second by the stream machinery (scheduler, route choice,
+// Sphinx, link hand-off). The first hops discard.
+func BenchmarkCoverFullRate(b *testing.B) {
+	o := defaultNet()
+	o.sink = true
+	n := mustNet(b, o)
+	var sent atomic.Int64
+	done := make(chan struct{})
+	target := int64(b.N)
+	b.ReportAllocs()
+	start := time.Now()
+	benchClient(b, n, Rates{Payload: 1e6, Loop: 1e6, Drop: 1e6}, func(Stream, bool) {
+		if sent.Add(1) == target {
+			close(done)
+		}
+	})
+	<-done
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "packets/s")
+}
+
+// BenchmarkCoverCPU measures the CPU the three streams cost at λ = 10/s
+// each (30 packets/s), over 3 s of wall time per iteration: process CPU
+// (user + system) per wall second, and per packet. The first hops are bare
+// hosts that discard, so the figure is the client's (plus the sinks'
+// reading, a small part).
+func BenchmarkCoverCPU(b *testing.B) {
+	o := defaultNet()
+	o.sink = true
+	n := mustNet(b, o)
+	var sent atomic.Int64
+	benchClient(b, n, Rates{Payload: 10, Loop: 10, Drop: 10}, func(Stream, bool) { sent.Add(1) })
+	time.Sleep(500 * time.Millisecond) // connections up
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	var wall, used time.Duration
+	var packets int64
+	for b.Loop() {
+		s0, c0, t0 := sent.Load(), cpu(), time.Now()
+		time.Sleep(3 * time.Second)
+		wall += time.Since(t0)
+		used += cpu() - c0
+		packets += sent.Load() - s0
+	}
+	b.ReportMetric(100*used.Seconds()/wall.Seconds(), "cpu%")
+	b.ReportMetric(float64(packets)/wall.Seconds(), "packets/s")
+	if packets > 0 {
+		b.ReportMetric(float64(used.Microseconds())/float64(packets), "cpu-µs/packet")
+	}
+}
+
+// BenchmarkSendRate finds the highest message rate one client sustains:
+// at each payload rate λP, 64 goroutines Send real packets through a real
+// network (3 strata of 2 relays, a mailbox node, all in this process)
+// while the loop stream (λL = 20/s) measures loss. It reports the rate
+// achieved and the loop loss; the sustainable rate is the highest λP whose
+// loop loss stays near zero.
+func BenchmarkSendRate(b *testing.B) {
+	for _, rate := range []float64{100, 400, 1000, 3000} {
+		b.Run(fmt.Sprintf("lambdaP=%v", rate), func(b *testing.B) {
+			n := mustNet(b, defaultNet())
+			c := benchClient(b, n, Rates{Payload: rate, Loop: 20}, nil)
+			mb := n.mboxes[0].id()
+			go func() { // the mailbox node's inbox is only counted
+				for range n.mboxes[0].inbox {
+				}
+			}()
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			var wg sync.WaitGroup
+			var failed atomic.Int64
+			start := time.Now()
+			for range 64 {
+				wg.Go(func() {
+					for left.Add(-1) >= 0 {
+						if _, err := c.Send(ctx, ToMailbox(mb), []byte("load")); err != nil {
+							failed.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			// Let the loops still in flight come back or time out.
+			deadline := time.Now().Add(loopGrace + time.Second)
+			for time.Now().Before(deadline) {
+				c.mu.Lock()
+				pending := len(c.loops)
+				c.mu.Unlock()
+				if pending == 0 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			c.expireLoops(time.Now())
+			s := c.Stats()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(s.LoopLoss, "loop-loss")
+			b.ReportMetric(float64(s.LoopLatency.Microseconds())/1000, "loop-ms")
+			if f := failed.Load(); f > 0 {
+				b.ReportMetric(float64(f)/float64(b.N), "send-fail")
+			}
+		})
+	}
+}
