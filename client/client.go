@@ -119,6 +119,9 @@ type Stats struct {
 	LoopsReturned, LoopsLost   uint64
 	Replies, RepliesUnknown    uint64
 	RepliesBad, FramesRejected uint64
+	// SendErrors counts packets the link to the first hop refused (queue
+	// full, peer unknown); NoRoute slots whose topology had no route.
+	SendErrors, NoRoute uint64
 	// LoopLatency is the mean round trip of the returned loops; LoopLoss
 	// the fraction of loops lost among those due (sent + route delay +
 	// grace) so far.
@@ -174,7 +177,8 @@ type Client struct {
 type sourceBox struct{ s Source }
 
 // New starts a client: it opens the SURB database, connects to the home
-// relay and starts the Loopix streams. Close stops it.
+// relay and starts the Loopix streams. ctx bounds the start (the dial of
+// the home); the client runs until Close.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Identity == nil || cfg.DataDir == "" || cfg.Topology == nil || cfg.Home.PublicKey == nil {
 		return nil, errors.New("client: Identity, DataDir, Home and Topology are required")
@@ -224,16 +228,19 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		lastEpoch: top.Epoch,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.host, err = transport.New(ctx, transport.Config{
+	// The host lives as long as the client, not as long as ctx.
+	c.host, err = transport.New(c.ctx, transport.Config{
 		Identity: cfg.Identity, PacketSize: format.Geometry().PacketSize(), NoListen: true,
 		Handler: c.handle, Registerer: cfg.Registerer, Logger: log,
 	})
 	if err != nil {
+		c.cancel()
 		store.Close()
 		return nil, err
 	}
 	c.self = sphinx.NodeID(c.host.ID())
 	if err := c.SetHome(ctx, cfg.Home); err != nil {
+		c.cancel()
 		c.host.Close()
 		store.Close()
 		return nil, err

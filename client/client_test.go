@@ -280,7 +280,7 @@ func TestNoRoute(t *testing.T) {
 	if _, err := c.NewSURB(ctx); !errors.Is(err, ErrNoRoute) {
 		t.Fatalf("SURB without relays: %v", err)
 	}
-	eventually(t, 10*time.Second, "cover slots without a route counted", func() bool { return testutil.ToFloat64(c.m.noRoute) > 10 })
+	eventually(t, 10*time.Second, "cover slots without a route counted", func() bool { return c.Stats().NoRoute > 10 })
 	if _, err := ViaSURB([]byte("short")); err == nil {
 		t.Fatal("a malformed SURB was accepted")
 	}

@@ -50,5 +50,6 @@ func (m *metrics) snapshot() Stats {
 		LoopsReturned: value(m.loopsReturned), LoopsLost: value(m.loopsLost),
 		Replies: value(m.replies), RepliesUnknown: value(m.repliesUnknown),
 		RepliesBad: value(m.repliesBad), FramesRejected: value(m.framesRejected),
+		SendErrors: value(m.sendErrors), NoRoute: value(m.noRoute),
 	}
 }
