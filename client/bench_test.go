@@ -13,7 +13,7 @@ import (
 )
 
 // benchClient starts a client on n for a benchmark.
-func benchClient(b *testing.B, n *testNet, rates Rates, trace func(Stream, bool)) *Client {
+func benchClient(b *testing.B, n *testNet, rates Rates, trace func(Slot, bool)) *Client {
 	b.Helper()
 	key, err := transport.GenerateIdentity()
 	if err != nil {
@@ -58,7 +58,7 @@ func BenchmarkCoverFullRate(b *testing.B) {
 	target := int64(b.N)
 	b.ReportAllocs()
 	start := time.Now()
-	benchClient(b, n, Rates{Payload: 1e6, Loop: 1e6, Drop: 1e6}, func(Stream, bool) {
+	benchClient(b, n, Rates{Payload: 1e6, Loop: 1e6, Drop: 1e6}, func(Slot, bool) {
 		if sent.Add(1) == target {
 			close(done)
 		}
@@ -77,7 +77,7 @@ func BenchmarkCoverCPU(b *testing.B) {
 	o.sink = true
 	n := mustNet(b, o)
 	var sent atomic.Int64
-	benchClient(b, n, Rates{Payload: 10, Loop: 10, Drop: 10}, func(Stream, bool) { sent.Add(1) })
+	benchClient(b, n, Rates{Payload: 10, Loop: 10, Drop: 10}, func(Slot, bool) { sent.Add(1) })
 	time.Sleep(500 * time.Millisecond) // connections up
 	cpu := func() time.Duration {
 		var ru syscall.Rusage

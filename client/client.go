@@ -62,8 +62,8 @@ type Config struct {
 	Logger     *slog.Logger
 
 	// trace, if set (by tests), learns of every packet when it has been
-	// handed to the link: its stream and whether it was real.
-	trace func(st Stream, real bool)
+	// handed to the link: its slot and whether it was real.
+	trace func(s Slot, real bool)
 }
 
 // Destination is where a packet goes: a mailbox node (ToMailbox) or the

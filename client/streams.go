@@ -34,7 +34,7 @@ func (c *Client) slot(s Slot) {
 		c.sendCover(top)
 	}
 	if c.cfg.trace != nil {
-		c.cfg.trace(s.Stream, real)
+		c.cfg.trace(s, real)
 	}
 }
 

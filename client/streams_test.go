@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,7 +65,7 @@ func TestSendTimesArePoisson(t *testing.T) {
 	const rate, dur = 50.0, 6 * time.Second
 	run := func(t *testing.T, busy bool) {
 		var mu sync.Mutex
-		var times []time.Time
+		var times, dues []time.Time
 		var real, cover int
 		key, err := transport.GenerateIdentity()
 		if err != nil {
@@ -73,14 +74,15 @@ func TestSendTimesArePoisson(t *testing.T) {
 		c, err := New(context.Background(), Config{
 			Identity: key, DataDir: t.TempDir(), Home: n.homeInfo(0), Topology: n.Topology,
 			Rates: &Rates{Payload: rate},
-			trace: func(st Stream, r bool) {
+			trace: func(s Slot, r bool) {
 				now := time.Now()
 				mu.Lock()
 				defer mu.Unlock()
-				if st != PayloadStream {
-					t.Errorf("a %v packet with only the payload stream on", st)
+				if s.Stream != PayloadStream {
+					t.Errorf("a %v packet with only the payload stream on", s.Stream)
 				}
 				times = append(times, now)
+				dues = append(dues, s.Due)
 				if r {
 					real++
 				} else {
@@ -109,8 +111,6 @@ func TestSendTimesArePoisson(t *testing.T) {
 		c.Close()
 		mu.Lock()
 		defer mu.Unlock()
-		// The first and last slots may straddle the busy senders' start
-		// and end; skip them.
 		if len(times) < 150 {
 			t.Fatalf("only %d payload packets in %v at %v/s", len(times), dur, rate)
 		}
@@ -119,16 +119,39 @@ func TestSendTimesArePoisson(t *testing.T) {
 		if busy && cover*20 > real || !busy && real > 0 {
 			t.Fatalf("busy=%v: %d real, %d cover", busy, real, cover)
 		}
-		var gaps []float64
-		for i := 2; i < len(times)-1; i++ {
-			gaps = append(gaps, times[i].Sub(times[i-1]).Seconds())
+		// The first and last slots may straddle the busy senders' start
+		// and end; skip them.
+		gaps := func(ts []time.Time) []float64 {
+			var g []float64
+			for i := 2; i < len(ts)-1; i++ {
+				g = append(g, ts[i].Sub(ts[i-1]).Seconds())
+			}
+			return g
 		}
-		crit := 1.95 / math.Sqrt(float64(len(gaps))) // α = 0.001
-		if d := ksExp(gaps, rate); d > crit {
-			t.Fatalf("busy=%v: KS distance %.4f > %.4f: gaps are not Exp(1/%v)", busy, d, crit, rate)
+		var late []time.Duration
+		for i := range times {
+			late = append(late, times[i].Sub(dues[i]))
+		}
+		slices.Sort(late)
+		spread := late[len(late)*9/10] - late[len(late)/10]
+		crit := 1.95 / math.Sqrt(float64(len(times)-3)) // α = 0.001
+		// The slots the client used are the Poisson process: sending real
+		// packets neither adds, skips nor moves slots.
+		if d := ksExp(gaps(dues), rate); d > crit {
+			t.Fatalf("busy=%v: slot times: KS distance %.4f > %.4f", busy, d, crit)
+		}
+		// What an observer of the link sees: the packets leave at their
+		// slots, a packet's build time after them. A constant build time
+		// does not change the gaps; on a machine too loaded to keep up
+		// (other tests running) the lateness varies and packets bunch,
+		// and then only the slot law above is checked.
+		d := ksExp(gaps(times), rate)
+		t.Logf("busy=%v: %d packets, lateness p50 %v, p10–p90 spread %v, KS %.4f (critical %.4f)", busy, len(times), late[len(late)/2], spread, d, crit)
+		if spread < 5*time.Millisecond && d > crit {
+			t.Fatalf("busy=%v: send times: KS distance %.4f > %.4f: gaps are not Exp(1/%v)", busy, d, crit, rate)
 		}
 		// The test has the power to see a wrong rate.
-		if d := ksExp(gaps, 2*rate); d < crit {
+		if d := ksExp(gaps(dues), 2*rate); d < crit {
 			t.Fatalf("busy=%v: KS cannot tell %v/s from %v/s", busy, rate, 2*rate)
 		}
 	}
