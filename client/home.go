@@ -83,6 +83,7 @@ type Home struct {
 	geo    sphinx.Geometry
 	log    *slog.Logger
 	pushed prometheus.Counter
+	nodes  prometheus.Gauge
 	drops  *prometheus.CounterVec
 
 	mu      sync.Mutex
@@ -101,12 +102,14 @@ func NewHome(host *transport.Host, geo sphinx.Geometry, epoch uint64, reg promet
 		host: host, self: sphinx.NodeID(host.ID()), geo: geo, log: log, epoch: epoch,
 		clients: map[sphinx.NodeID]struct{}{}, tokens: map[sphinx.DeliveryToken]sphinx.NodeID{},
 		pushed: prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_home_pushed_total", Help: "Packets pushed to connected clients."}),
+		nodes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_home_nodes",
+			Help: "Connected nodes whose tokens this home accepts (its clients, and the other nodes connected to it)."}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_home_dropped_total",
 			Help: "Packets for clients dropped, by reason (unknown_token, queue_full, malformed)."}, []string{"reason"}),
 	}
 	h.bufs.New = func() any { b := make([]byte, geo.PacketSize()); return &b }
 	if reg != nil {
-		reg.MustRegister(h.pushed, h.drops)
+		reg.MustRegister(h.pushed, h.drops, h.nodes)
 	}
 	return h
 }
@@ -121,6 +124,7 @@ func (h *Home) Connected(id transport.NodeID) {
 		return
 	}
 	h.clients[n] = struct{}{}
+	h.nodes.Set(float64(len(h.clients)))
 	h.addTokensLocked(n)
 }
 
@@ -129,11 +133,13 @@ func (h *Home) Disconnected(id transport.NodeID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := sphinx.NodeID(id)
+	if _, ok := h.clients[n]; !ok {
+		return
+	}
 	delete(h.clients, n)
-	for t, c := range h.tokens {
-		if c == n {
-			delete(h.tokens, t)
-		}
+	h.nodes.Set(float64(len(h.clients)))
+	for _, e := range h.window() {
+		delete(h.tokens, HomeToken(n, h.self, e))
 	}
 }
 
@@ -160,12 +166,20 @@ func (h *Home) SetEpoch(epoch uint64) {
 // addTokensLocked accepts c's tokens of the current epoch, the previous
 // one and the next (a client may switch a little before its home).
 func (h *Home) addTokensLocked(c sphinx.NodeID) {
-	for _, e := range []uint64{h.epoch - 1, h.epoch, h.epoch + 1} {
-		if e == ^uint64(0) {
-			continue
-		}
+	for _, e := range h.window() {
 		h.tokens[HomeToken(c, h.self, e)] = c
 	}
+}
+
+// window returns the epochs whose tokens the home accepts.
+func (h *Home) window() []uint64 {
+	if h.epoch == 0 {
+		return []uint64{0, 1}
+	}
+	if h.epoch == ^uint64(0) {
+		return []uint64{h.epoch - 1, h.epoch}
+	}
+	return []uint64{h.epoch - 1, h.epoch, h.epoch + 1}
 }
 
 // Deliver pushes a packet that ended at this relay with DeliverToClient to

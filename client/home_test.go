@@ -109,6 +109,9 @@ func TestHomeRoutesTokensToTheirClients(t *testing.T) {
 	a, gotA := f.connect(t, nil)
 	b, gotB := f.connect(t, nil)
 	idA, idB := sphinx.NodeID(a.ID()), sphinx.NodeID(b.ID())
+	if got := testutil.ToFloat64(f.home.nodes); got != 2 {
+		t.Fatalf("strata_home_nodes %v, want 2", got)
+	}
 	for i, e := range []uint64{4, 5, 6} {
 		var id sphinx.SURBID
 		rand.Read(id[:])
