@@ -187,13 +187,6 @@ func (n *testNet) deliver(from string, p Packet) {
 	})
 }
 
-func (nd *testNode) outcome(id MsgID) (error, bool) {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	err, ok := nd.outcomes[id]
-	return err, ok
-}
-
 // waitFor polls cond until it holds or the (generous) timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
