@@ -204,6 +204,7 @@ type Queue struct {
 	outcomes []Outcome
 
 	in        map[StreamID]*inStream
+	acksDue   map[StreamID]struct{}
 	inMsgs    map[MsgID]*inMsg
 	fromBytes map[string]int
 	lastScan  time.Time
@@ -275,6 +276,7 @@ func Open(cfg Config) (*Queue, error) {
 		byStream:  map[StreamID]*recipQ{},
 		msgs:      map[MsgID]*outMsg{},
 		in:        map[StreamID]*inStream{},
+		acksDue:   map[StreamID]struct{}{},
 		inMsgs:    map[MsgID]*inMsg{},
 		fromBytes: map[string]int{},
 	}

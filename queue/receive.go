@@ -15,11 +15,15 @@ const (
 )
 
 type inStream struct {
-	cum    uint64              // every seq < cum is finished
-	done   map[uint64]struct{} // finished seqs ≥ cum
-	surbs  [][]byte
-	needs  map[uint64]uint32
-	ackDue bool
+	cum   uint64              // every seq < cum is finished
+	done  map[uint64]struct{} // finished seqs ≥ cum
+	surbs [][]byte
+	needs map[uint64]uint32
+}
+
+// dueAck schedules an ack on stream id. q.mu held.
+func (q *Queue) dueAck(id StreamID) {
+	q.acksDue[id] = struct{}{}
 }
 
 type inMsg struct {
@@ -144,7 +148,7 @@ func (q *Queue) handleChunk(from string, c *Chunk, now time.Time) (*Message, err
 	if st.isDone(seq) {
 		q.stats.Duplicates += uint64(c.Count())
 		if reliable {
-			st.ackDue = true // our ack may have been lost
+			q.dueAck(c.ID.Stream()) // our ack may have been lost
 		}
 		return nil, nil
 	}
@@ -184,7 +188,7 @@ func (q *Queue) handleChunk(from string, c *Chunk, now time.Time) (*Message, err
 			st.markDone(seq)
 			delete(st.needs, seq)
 			if reliable {
-				st.ackDue = true
+				q.dueAck(c.ID.Stream())
 			}
 			q.stats.Delivered++
 			class := Fast
@@ -232,7 +236,7 @@ func (q *Queue) scan(now time.Time) {
 			continue
 		}
 		st.needs[id.Seq()] = uint32(max(1, im.kPrime+2-im.dec.Received()))
-		st.ackDue = true
+		q.dueAck(id.Stream())
 		im.needSent = now
 	}
 }
@@ -240,9 +244,10 @@ func (q *Queue) scan(now time.Time) {
 // nextAck returns an ack packet through a SURB if one is due. q.mu held.
 func (q *Queue) nextAck(now time.Time) (Packet, bool) {
 	q.scan(now)
-	for id, st := range q.in {
-		if !st.ackDue || len(st.surbs) == 0 {
-			continue
+	for id := range q.acksDue {
+		st := q.in[id]
+		if len(st.surbs) == 0 {
+			continue // until a SURB arrives
 		}
 		a := Ack{Stream: id, Cum: st.cum}
 		for seq, need := range st.needs {
@@ -261,7 +266,9 @@ func (q *Queue) nextAck(now time.Time) (Packet, bool) {
 		for _, e := range a.Entries[:n] {
 			delete(st.needs, e.Seq)
 		}
-		st.ackDue = len(st.needs) > 0
+		if len(st.needs) == 0 {
+			delete(q.acksDue, id)
+		}
 		s := st.surbs[len(st.surbs)-1]
 		st.surbs = st.surbs[:len(st.surbs)-1]
 		q.stats.AckPackets++
