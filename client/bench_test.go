@@ -2,13 +2,18 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/strata-mix/strata/sphinx"
 	"github.com/strata-mix/strata/transport"
 )
 
@@ -156,5 +161,88 @@ func BenchmarkSendRate(b *testing.B) {
 				b.ReportMetric(float64(f)/float64(b.N), "send-fail")
 			}
 		})
+	}
+}
+
+// BenchmarkHomeDeliver is the relay side's cost per packet for a client:
+// the token lookup, the push frame and the hand-off to the client's link
+// (a real connection; when its queue is full the packet is dropped and
+// counted, as in production).
+func BenchmarkHomeDeliver(b *testing.B) {
+	f := newHomeFixture(b, 1)
+	client, got := f.connect(b, nil)
+	go func() {
+		for range got {
+		}
+	}()
+	tok := HomeToken(sphinx.NodeID(client.ID()), sphinx.NodeID(f.host.ID()), 1)
+	payload := f.payload(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		f.home.Deliver(tok, sphinx.SURBID{1}, payload)
+	}
+}
+
+// BenchmarkReceiveReply is the client's cost per reply: the push parsed,
+// the keys taken from the SURB database (a bbolt transaction, fsynced),
+// the payload decrypted and delivered. Replies arrive one at a time, as
+// on one connection.
+func BenchmarkReceiveReply(b *testing.B) {
+	format, err := sphinx.NewFormat(sphinx.DefaultGeometry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := format.Geometry()
+	store, err := OpenSURBStore(filepath.Join(b.TempDir(), "surbs.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	key, err := transport.GenerateIdentity()
+	if err != nil {
+		b.Fatal(err)
+	}
+	home := transport.PeerInfo{PublicKey: key.Public().(ed25519.PublicKey)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &Client{format: format, store: store, m: newMetrics(nil), log: slog.New(slog.DiscardHandler),
+		recv: make(chan Reply, 1), loops: map[sphinx.SURBID]pendingLoop{}, ctx: ctx}
+	c.home.Store(&home)
+	mix, pub, err := sphinx.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	frames := make([][]byte, b.N)
+	for i := range frames {
+		surb, keys, _, err := format.NewSURB(rand.Reader, []sphinx.Hop{{ID: sphinx.NodeID{1}, Key: pub}}, sphinx.DeliveryToken{2}, sphinx.DelayPolicy{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Put(1, keys); err != nil {
+			b.Fatal(err)
+		}
+		pkt, err := format.NewReply(surb, Pad(g.PayloadCapacity(), []byte("reply")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var res sphinx.Result
+		if err := format.Unwrap(mix, sphinx.DelayPolicy{}, pkt, &res); err != nil {
+			b.Fatal(err)
+		}
+		frames[i] = make([]byte, g.PacketSize())
+		if err := EncodePush(g, frames[i], keys.ID, res.Payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	from := transport.NodeIDFromPublicKey(home.PublicKey)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		c.handle(from, frames[i])
+		<-c.recv
+	}
+	b.StopTimer()
+	if s := c.Stats(); s.Replies != uint64(b.N) {
+		b.Fatalf("stats %+v", s)
 	}
 }

@@ -134,6 +134,7 @@ func FuzzHandle(f *testing.F) {
 	default:
 		f.Fatalf("the seed reply was not delivered: %+v", c.m.snapshot())
 	}
+	store.settle()
 	if err := store.Put(1, keys); err != nil {
 		f.Fatal(err)
 	}
@@ -153,6 +154,7 @@ func FuzzHandle(f *testing.F) {
 				t.Fatalf("delivered %x %q", r.SURB, r.Payload)
 			}
 			// Put the keys back for the next input.
+			store.settle()
 			if err := store.Put(1, keys); err != nil {
 				t.Fatal(err)
 			}

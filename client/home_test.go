@@ -20,7 +20,7 @@ type homeFixture struct {
 	geo  sphinx.Geometry
 }
 
-func newHomeFixture(t *testing.T, epoch uint64) *homeFixture {
+func newHomeFixture(t testing.TB, epoch uint64) *homeFixture {
 	t.Helper()
 	f := &homeFixture{geo: sphinx.DefaultGeometry()}
 	key, err := transport.GenerateIdentity()
@@ -44,7 +44,7 @@ func newHomeFixture(t *testing.T, epoch uint64) *homeFixture {
 
 // connect starts a client host connected to the home; its pushes arrive
 // on the returned channel.
-func (f *homeFixture) connect(t *testing.T, key []byte) (*transport.Host, chan []byte) {
+func (f *homeFixture) connect(t testing.TB, key []byte) (*transport.Host, chan []byte) {
 	t.Helper()
 	if key == nil {
 		k, err := transport.GenerateIdentity()

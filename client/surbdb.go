@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/strata-mix/strata/sphinx"
@@ -24,8 +25,20 @@ var (
 // epoch keys the SURB was made under expire. It is a bbolt file; Put returns
 // only once the keys are on disk, so a crash between sending a SURB and
 // receiving its reply cannot lose them. Safe for concurrent use.
+//
+// Take does not wait for the disk: it reads the keys, marks the id taken in
+// memory and deletes the record in the background (concurrent deletions
+// share one commit), so a client opens replies at the speed of a read, not
+// of an fsync. A crash before the deletion commits leaves a used SURB's
+// keys on disk until its epoch expires; a second reply through that SURB
+// would be a replay, which its first hop drops.
 type SURBStore struct {
 	db *bolt.DB
+
+	mu     sync.Mutex
+	closed bool
+	taken  map[sphinx.SURBID]struct{} // taken; deletion not committed yet
+	wg     sync.WaitGroup             // background deletions
 }
 
 // OpenSURBStore opens (creating if needed) the store at path.
@@ -51,11 +64,17 @@ func OpenSURBStore(path string) (*SURBStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("client: init SURB store %s: %w", path, err)
 	}
-	return &SURBStore{db: db}, nil
+	return &SURBStore{db: db, taken: map[sphinx.SURBID]struct{}{}}, nil
 }
 
-// Close closes the store.
-func (s *SURBStore) Close() error { return s.db.Close() }
+// Close waits for the background deletions and closes the store.
+func (s *SURBStore) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	return s.db.Close()
+}
 
 // Put stores the reply keys of SURBs made under epoch's keys. It returns once
 // they are durable; concurrent calls share one fsync.
@@ -89,13 +108,32 @@ func (s *SURBStore) Put(epoch uint64, keys ...*sphinx.ReplyKeys) error {
 
 // Take removes and returns the reply keys of SURB id and the epoch it was
 // made under. A SURB opens one reply; a second Take fails with
-// ErrUnknownSURB.
+// ErrUnknownSURB. The record's deletion commits in the background (see
+// SURBStore).
 func (s *SURBStore) Take(id sphinx.SURBID) (*sphinx.ReplyKeys, uint64, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, 0, errors.New("client: SURB store closed")
+	}
+	if _, ok := s.taken[id]; ok {
+		s.mu.Unlock()
+		return nil, 0, ErrUnknownSURB
+	}
+	s.taken[id] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	release := func() {
+		s.mu.Lock()
+		delete(s.taken, id)
+		s.mu.Unlock()
+		s.wg.Done()
+	}
+
 	var keys sphinx.ReplyKeys
 	var epoch uint64
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		surbs := tx.Bucket(bucketSURBs)
-		v := surbs.Get(id[:])
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSURBs).Get(id[:])
 		if v == nil {
 			return ErrUnknownSURB
 		}
@@ -106,14 +144,27 @@ func (s *SURBStore) Take(id sphinx.SURBID) (*sphinx.ReplyKeys, uint64, error) {
 		if err := keys.UnmarshalBinary(v[8:]); err != nil {
 			return fmt.Errorf("client: SURB record: %w", err)
 		}
-		if err := surbs.Delete(id[:]); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketByEpoch).Delete(epochKey(epoch, id))
+		return nil
 	})
 	if err != nil {
+		release()
 		return nil, 0, err
 	}
+	go func() {
+		err := s.db.Batch(func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketSURBs).Delete(id[:]); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketByEpoch).Delete(epochKey(epoch, id))
+		})
+		if err != nil {
+			// The record stays until its epoch expires; the id stays
+			// taken in memory so this process never opens it twice.
+			s.wg.Done()
+			return
+		}
+		release()
+	}()
 	return &keys, epoch, nil
 }
 
@@ -141,11 +192,27 @@ func (s *SURBStore) Expire(epoch uint64) (int, error) {
 	return n, nil
 }
 
+// settle waits for the background deletions (tests; no Take may run
+// concurrently).
+func (s *SURBStore) settle() { s.wg.Wait() }
+
 // Len returns the number of SURBs awaiting a reply.
 func (s *SURBStore) Len() (int, error) {
+	s.mu.Lock()
+	taken := make([]sphinx.SURBID, 0, len(s.taken))
+	for id := range s.taken {
+		taken = append(taken, id)
+	}
+	s.mu.Unlock()
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketSURBs).Stats().KeyN
+		b := tx.Bucket(bucketSURBs)
+		n = b.Stats().KeyN
+		for _, id := range taken {
+			if b.Get(id[:]) != nil {
+				n--
+			}
+		}
 		return nil
 	})
 	return n, err

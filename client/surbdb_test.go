@@ -83,6 +83,19 @@ func TestSURBStoreTakeIsSingleUse(t *testing.T) {
 	if n, _ := s.Len(); n != 2 {
 		t.Fatalf("%d SURBs left, want 2", n)
 	}
+	// The deletion reaches the disk: reopened, the store has no such SURB.
+	path := s.db.Path()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, path)
+	defer s.Close()
+	if _, _, err := s.Take(keys[1].ID); !errors.Is(err, ErrUnknownSURB) {
+		t.Fatalf("after reopening: %v, want ErrUnknownSURB", err)
+	}
+	if n, _ := s.Len(); n != 2 {
+		t.Fatalf("after reopening: %d SURBs, want 2", n)
+	}
 }
 
 func TestSURBStoreExpiresWithEpochs(t *testing.T) {
