@@ -295,16 +295,18 @@ func FuzzHandle(f *testing.F) {
 		b, _ := hex.DecodeString(v.Payload)
 		f.Add(b)
 	}
+	// One queue per fuzzing process: state builds up across inputs, as it
+	// would on a node, and no input may panic it.
+	clk := newClock()
+	q, err := Open(Config{Path: filepath.Join(f.TempDir(), "q.db"), PayloadSize: 2030, Now: clk.Now, MaxMessage: 1 << 20, ReassemblyCap: 8 << 20})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = q.Close() })
 	f.Fuzz(func(t *testing.T, b []byte) {
-		clk := newClock()
-		q, err := Open(Config{Path: filepath.Join(t.TempDir(), "q.db"), PayloadSize: 2030, Now: clk.Now, MaxMessage: 1 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
 		_, _ = q.Handle("f", b)
 		_, _ = q.Handle("f", b)
-		clk.Add(time.Hour)
+		clk.Add(time.Minute)
 		q.Next(clk.Now())
 	})
 }
