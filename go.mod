@@ -1,6 +1,6 @@
 module github.com/strata-mix/strata
 
-go 1.26.0
+go 1.26.1
 
 require (
 	filippo.io/edwards25519 v1.2.0
@@ -19,6 +19,7 @@ require (
 	github.com/quic-go/quic-go v0.64.1
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2
+	github.com/thomas-vilte/mls-go v1.0.0
 	github.com/xssnick/raptorq v1.5.1
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/crypto v0.59.0
