@@ -184,8 +184,9 @@ func (MLSGo) Join(id *Identity, welcome []byte, kp KeyPackage) (_ Group, err err
 // MarshalState leaves out (without them a restarted member cannot decrypt
 // a later commit's UpdatePath aimed at one of those nodes).
 type savedGroup struct {
-	State []byte            `json:"s"`
-	Path  map[uint32][]byte `json:"p,omitempty"`
+	State    []byte            `json:"s"`
+	Path     map[uint32][]byte `json:"p,omitempty"`
+	LeaveRef []byte            `json:"l,omitempty"`
 }
 
 func (MLSGo) Load(id *Identity, state []byte) (_ Group, err error) {
@@ -208,7 +209,7 @@ func (MLSGo) Load(id *Identity, state []byte) (_ Group, err error) {
 			(*pk)[treesync.NodeIndex(n)] = append([]byte{}, k...)
 		}
 	}
-	return &mlsGroup{g: g, id: id}, nil
+	return &mlsGroup{g: g, id: id, leaveRef: s.LeaveRef}, nil
 }
 
 func (MLSGo) Header(msg []byte) (Header, error) {
@@ -250,8 +251,9 @@ func pathKeys(g *group.Group) *map[treesync.NodeIndex][]byte {
 }
 
 type mlsGroup struct {
-	g  *group.Group
-	id *Identity
+	g        *group.Group
+	id       *Identity
+	leaveRef []byte // our pending leave proposal's ProposalRef
 }
 
 func (m *mlsGroup) ID() []byte                 { return append([]byte{}, m.g.GroupID().AsSlice()...) }
@@ -291,7 +293,7 @@ func (m *mlsGroup) Marshal() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("e2e: marshal group: %w", err)
 	}
-	s := savedGroup{State: st}
+	s := savedGroup{State: st, LeaveRef: m.leaveRef}
 	if pk := pathKeys(m.g); pk != nil && len(*pk) > 0 {
 		s.Path = make(map[uint32][]byte, len(*pk))
 		for n, k := range *pk {
@@ -389,7 +391,8 @@ func (m *mlsGroup) Commit(adds [][]byte, removes []uint32) (commit, welcome []by
 func (m *mlsGroup) ProposeLeave() ([]byte, error) {
 	g := m.g
 	sk := sigKey(m.id)
-	pm, err := framing.Encrypt(framing.EncryptParams{
+	ac := &framing.AuthenticatedContent{
+		WireFormat: framing.WireFormatPrivateMessage,
 		Content: framing.FramedContent{
 			GroupID:           g.GroupID().AsSlice(),
 			Epoch:             g.Epoch().AsUint64(),
@@ -397,16 +400,26 @@ func (m *mlsGroup) ProposeLeave() ([]byte, error) {
 			AuthenticatedData: []byte{},
 			Body:              framing.ProposalBody{Data: group.ProposalMarshal(group.NewRemoveProposal(g.OwnLeafIndex()))},
 		},
+		GroupContext: g.GroupContext().Marshal(),
+	}
+	sig, err := ciphersuite.SignWithLabel(sk, "FramedContentTBS", ac.MarshalTBS())
+	if err != nil {
+		return nil, fmt.Errorf("e2e: sign leave proposal: %w", err)
+	}
+	ac.Auth = framing.FramedContentAuthData{Signature: sig}
+	pm, err := framing.Encrypt(framing.EncryptParams{
+		AuthContent:      ac,
 		SenderLeafIndex:  uint32(g.OwnLeafIndex()),
 		CipherSuite:      mlsgoSuite,
 		SenderDataSecret: g.EpochSecrets().SenderDataSecret,
 		SecretTree:       g.SecretTree(),
-		SigKey:           sk,
-		GroupContext:     g.GroupContext().Marshal(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("e2e: leave proposal: %w", err)
 	}
+	// Remember the proposal's reference: the commit that carries it names
+	// it by reference, and we must recognise our own removal.
+	m.leaveRef = group.ComputeProposalRef((&framing.AuthenticatedContent{WireFormat: ac.WireFormat, Content: ac.Content, Auth: ac.Auth}).Marshal(), mlsgoSuite)
 	return framing.NewMLSMessagePrivate(pm).Marshal(), nil
 }
 
@@ -528,6 +541,11 @@ func (m *mlsGroup) handshake(pm *framing.PrivateMessage) (out Processed, err err
 		return Processed{Kind: KindProposal, Sender: sender, Epoch: m.Epoch()}, nil
 	case framing.CommitBody:
 		self := m.Self()
+		if removesLeaf(g, body.Data, self, m.leaveRef) {
+			// A removed member is outside every copath resolution and
+			// cannot apply the commit: note the removal, keep the state.
+			return Processed{Kind: KindCommit, Sender: sender, Epoch: m.Epoch(), Removed: true}, nil
+		}
 		if err := g.ProcessReceivedCommit(ac, treesync.LeafIndex(leaf), g.MyLeafEncryptionKey()); err != nil {
 			return Processed{}, fmt.Errorf("%w: commit: %v", ErrRejected, err)
 		}
@@ -587,4 +605,31 @@ func (m *mlsGroup) Export(label string, context []byte, length int) ([]byte, err
 		return nil, errors.New("e2e: no epoch secrets")
 	}
 	return mlsExporter(es.ExporterSecret, []byte(label), context, length)
+}
+
+// removesLeaf reports whether a commit removes leaf, by value or by
+// reference to a stored proposal.
+func removesLeaf(g *group.Group, commit []byte, leaf uint32, leaveRef []byte) bool {
+	c, err := group.UnmarshalCommit(commit)
+	if err != nil {
+		return false
+	}
+	stored := g.StoredProposals()
+	for _, por := range c.Proposals {
+		p := por.Proposal
+		if p == nil && len(leaveRef) > 0 && string(por.ProposalRef) == string(leaveRef) {
+			return true
+		}
+		if p == nil {
+			for _, sp := range stored {
+				if len(sp.Ref) > 0 && string(sp.Ref) == string(por.ProposalRef) {
+					p = sp.Proposal
+				}
+			}
+		}
+		if p != nil && p.Type == group.ProposalTypeRemove && p.Remove != nil && uint32(p.Remove.Removed) == leaf {
+			return true
+		}
+	}
+	return false
 }
