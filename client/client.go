@@ -127,6 +127,26 @@ type Stats struct {
 	// grace) so far.
 	LoopLatency time.Duration
 	LoopLoss    float64
+	// RecentLoopLatency and RecentLoopLoss are the same over the last
+	// recentLoops (128) loops resolved (returned or given up), so they
+	// follow the network's state as it changes.
+	RecentLoopLatency time.Duration
+	RecentLoopLoss    float64
+}
+
+// recentLoops is how many resolved loops the recent loop statistics cover.
+const recentLoops = 128
+
+// loopOutcome is what became of one loop.
+type loopOutcome struct {
+	rtt  time.Duration
+	lost bool
+}
+
+// recordLoopLocked notes a resolved loop; c.mu is held.
+func (c *Client) recordLoopLocked(o loopOutcome) {
+	c.recent[c.recentN%recentLoops] = o
+	c.recentN++
 }
 
 type sendReq struct {
@@ -166,6 +186,8 @@ type Client struct {
 	rng       *mrand.Rand
 	loops     map[sphinx.SURBID]pendingLoop
 	loopRTT   time.Duration // sum of returned loops' round trips
+	recent    [recentLoops]loopOutcome
+	recentN   int // outcomes recorded, ever
 	lastEpoch uint64
 	lastTop   *pki.Topology
 
@@ -404,7 +426,23 @@ func (c *Client) Stats() Stats {
 	if s.LoopsReturned > 0 {
 		s.LoopLatency = c.loopRTT / time.Duration(s.LoopsReturned)
 	}
+	var lost, back int
+	var rtt time.Duration
+	for _, o := range c.recent[:min(c.recentN, recentLoops)] {
+		if o.lost {
+			lost++
+		} else {
+			back++
+			rtt += o.rtt
+		}
+	}
 	c.mu.Unlock()
+	if lost+back > 0 {
+		s.RecentLoopLoss = float64(lost) / float64(lost+back)
+	}
+	if back > 0 {
+		s.RecentLoopLatency = rtt / time.Duration(back)
+	}
 	if due := s.LoopsReturned + s.LoopsLost; due > 0 {
 		s.LoopLoss = float64(s.LoopsLost) / float64(due)
 	}

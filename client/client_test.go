@@ -30,11 +30,35 @@ func TestLoopsComeBackThroughTheStrata(t *testing.T) {
 	if s.LoopLatency <= 0 || s.LoopLatency > 2*time.Second {
 		t.Fatalf("loop latency %v", s.LoopLatency)
 	}
-	if s.LoopLoss != 0 {
+	if s.LoopLoss != 0 || s.RecentLoopLoss != 0 || s.RecentLoopLatency <= 0 {
 		t.Fatalf("loops lost on loopback: %+v", s)
 	}
 	if got := testutil.ToFloat64(n.relays[0].home.pushed); got < 10 {
 		t.Fatalf("home pushed %v packets", got)
+	}
+}
+
+// TestLoopsMeasureLoss: when a relay of the middle stratum goes down, the
+// loops routed through it do not come back, and the client counts them
+// lost once their expected return plus the grace has passed.
+func TestLoopsMeasureLoss(t *testing.T) {
+	n := mustNet(t, defaultNet())
+	c := mustClient(t, n, 0, Rates{Payload: 5, Loop: 40})
+	eventually(t, 20*time.Second, "loops back", func() bool { return c.Stats().LoopsReturned >= 5 })
+	top := n.Topology()
+	for _, r := range n.relays {
+		if tr, _ := top.Relay(r.id()); tr.Layer == 1 && r != n.relays[0] {
+			r.host.Close() // down: nothing reaches it any more
+			break
+		}
+	}
+	// Half the routes cross the dead relay.
+	eventually(t, 30*time.Second, "loops counted lost", func() bool {
+		s := c.Stats()
+		return s.LoopsLost >= 20 && s.RecentLoopLoss > 0.2
+	})
+	if s := c.Stats(); s.RecentLoopLoss > 0.8 || s.LoopsReturned < 10 {
+		t.Fatalf("half the routes are alive, yet %+v", s)
 	}
 }
 

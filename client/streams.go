@@ -192,6 +192,7 @@ func (c *Client) expireLoops(now time.Time) {
 	for id, l := range c.loops {
 		if now.After(l.due) {
 			delete(c.loops, id)
+			c.recordLoopLocked(loopOutcome{lost: true})
 			c.m.loopsLost.Inc()
 		}
 	}
@@ -229,6 +230,7 @@ func (c *Client) handle(from transport.NodeID, frame []byte) {
 	if isLoop {
 		delete(c.loops, id)
 		c.loopRTT += now.Sub(l.sent)
+		c.recordLoopLocked(loopOutcome{rtt: now.Sub(l.sent)})
 	}
 	c.mu.Unlock()
 	if isLoop {
