@@ -196,6 +196,12 @@ func TestRestartKeepsSURBKeys(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := a.Send(ctx, ToMailbox(n.mboxes[0].id()), nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close: %v", err)
+	}
 	a, err = n.newClient(ctx, dir, key, 2, rates)
 	if err != nil {
 		t.Fatal(err)
