@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -245,4 +246,161 @@ func TestFutureEpochBuffered(t *testing.T) {
 		t.Fatalf("drained %d, %v", len(drained), err)
 	}
 	sameEpoch(t, ms...)
+}
+
+// A restarted member must still decrypt an UpdatePath aimed at an
+// intermediate node it holds the key of (mls-go's MarshalState drops those
+// keys; savedGroup keeps them).
+func TestRestartThenCommit(t *testing.T) {
+	ms := newGroup(t, "alice", "bob", "carol", "dave")
+	if pathKeys(ms[1].o.g.(*mlsGroup).g) == nil {
+		t.Fatal("mls-go's path key field is gone: savedGroup cannot persist TreeKEM keys")
+	}
+	state, err := ms[1].o.g.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := MLSGo{}.Load(ms[1].id, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms[1].o.g = g
+	// Carol's copath includes node 1 (alice and bob's parent): bob needs
+	// that node's private key.
+	commit, _, err := ms[2].o.commit(Intent{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReceive(t, ms[1], commit)
+	mustReceive(t, ms[0], commit)
+	sameEpoch(t, ms[0], ms[1], ms[2])
+	// Without the stored path keys the same commit is undecryptable.
+	var s savedGroup
+	if err := jsonUnmarshal(state, &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Path) == 0 {
+		t.Fatal("no path keys saved")
+	}
+}
+
+// Bad input is rejected with a clear error and leaves the state as it was.
+func TestBadInput(t *testing.T) {
+	ms := newGroup(t, "alice", "bob", "carol")
+	outsider := newGroup(t, "mallory", "trudy")
+	before := ms[0].o.g.EpochAuthenticator()
+	ct, err := ms[1].o.encrypt([]byte("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit, _, err := ms[2].o.commit(Intent{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _ := outsider[0].o.encrypt([]byte("x"))
+	cases := map[string][]byte{
+		"empty":     nil,
+		"garbage":   []byte("hello"),
+		"truncated": commit[:len(commit)/2],
+		"foreign":   foreign,
+	}
+	flipped := append([]byte{}, commit...)
+	flipped[len(flipped)-5] ^= 1
+	cases["flipped commit"] = flipped
+	flippedCT := append([]byte{}, ct...)
+	flippedCT[len(flippedCT)-3] ^= 1
+	cases["flipped application"] = flippedCT
+	for name, msg := range cases {
+		if _, _, _, err := ms[0].o.receive(msg); err == nil {
+			t.Fatalf("%s accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+		if !bytes.Equal(before, ms[0].o.g.EpochAuthenticator()) {
+			t.Fatalf("%s changed the state", name)
+		}
+	}
+	// The good messages still work afterwards.
+	mustReceive(t, ms[0], ct)
+	mustReceive(t, ms[0], commit)
+	// Replays.
+	if _, _, _, err := ms[0].o.receive(ct); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replayed application: %v", err)
+	}
+	if _, _, _, err := ms[0].o.receive(commit); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replayed commit: %v", err)
+	}
+	// A message from a removed member (non-member) is refused.
+	rm, _, err := ms[0].o.commit(Intent{Removes: [][]byte{ms[1].id.Public()}}, []uint32{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReceive(t, ms[1], commit)
+	mustReceive(t, ms[2], rm)
+	if p := mustReceive(t, ms[1], rm); !p.Removed {
+		t.Fatal("bob not removed")
+	}
+	// Bob still holds his old state and encrypts on the old epoch: the
+	// others have moved on and refuse it.
+	late, err := ms[1].o.encrypt([]byte("am I still here?"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := ms[2].o.receive(late); err == nil {
+		t.Fatal("message from a removed member accepted")
+	}
+	if _, _, _, err := ms[2].o.receive(commit); err == nil {
+		t.Fatal("old commit accepted again")
+	}
+	// A Welcome for a key package we did not issue.
+	b := MLSGo{}
+	zed := newIdentity(t, "zed")
+	kpZ, _ := b.NewKeyPackage(zed)
+	_, w, err := ms[0].o.commit(Intent{Adds: [][]byte{kpZ.Public}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newIdentity(t, "other")
+	kpO, _ := b.NewKeyPackage(other)
+	if _, err := b.Join(other, w, kpO); err == nil {
+		t.Fatal("joined with a welcome for someone else's key package")
+	}
+}
+
+func FuzzProcess(f *testing.F) {
+	ms := newGroup(f, "alice", "bob")
+	ct, _ := ms[1].o.encrypt([]byte("seed"))
+	commit, w, _ := ms[1].o.commit(Intent{}, nil)
+	f.Add(ct)
+	f.Add(commit)
+	f.Add(w)
+	f.Add([]byte{0, 1, 0, 2})
+	state, _ := ms[0].o.g.Marshal()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		g, err := MLSGo{}.Load(ms[0].id, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := &ordered{b: MLSGo{}, id: ms[0].id, g: g}
+		_, _, _, _ = o.receive(msg)
+		_, _ = MLSGo{}.Header(msg)
+		_, _ = MLSGo{}.WelcomeRefs(msg)
+	})
+}
+
+func FuzzRoster(f *testing.F) {
+	var a Address
+	a.Mailbox[0] = 9
+	f.Add(encodeRoster(map[string][]Address{fmt.Sprintf("%064x", 1): {a}}))
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ro, err := decodeRoster(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeRoster(encodeRoster(ro))
+		if err != nil || len(again) != len(ro) {
+			t.Fatalf("roster does not survive a round trip: %v", err)
+		}
+	})
 }

@@ -203,6 +203,13 @@ func (MLSGo) Load(id *Identity, state []byte) (_ Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: group state: %v", ErrMalformed, err)
 	}
+	// mls-go's UnmarshalGroupState restores stored proposals but not its
+	// ref → proposal index, so a commit naming one by reference would fail.
+	for _, sp := range g.StoredProposals() {
+		if len(sp.Ref) > 0 && sp.Proposal != nil {
+			g.RegisterProposalRef(sp.Proposal, sp.Ref)
+		}
+	}
 	if pk := pathKeys(g); pk != nil && len(s.Path) > 0 {
 		*pk = make(map[treesync.NodeIndex][]byte, len(s.Path))
 		for n, k := range s.Path {
