@@ -22,8 +22,7 @@ const payloadVersion = 1
 
 // Application content types inside MLS application messages.
 const (
-	contentText   = 1 // UTF-8 text
-	contentRoster = 2 // mailbox addresses of members (see encodeRoster)
+	contentText = 1 // UTF-8 text
 )
 
 // RoomID names a room: its MLS group id (16 random bytes).
@@ -115,22 +114,20 @@ type room struct {
 	ID      RoomID
 	o       *ordered
 	Name    string
-	Roster  map[string][]Address // hex key → mailboxes
 	Removed bool
 	NextSeq uint64
 }
 
 // roomState is a room as stored.
 type roomState struct {
-	Name    string               `json:"name"`
-	Group   []byte               `json:"group"`
-	Hist    []commitRecord       `json:"hist,omitempty"`
-	Sent    []sentRecord         `json:"sent,omitempty"`
-	Future  [][]byte             `json:"future,omitempty"`
-	Seen    map[string]uint64    `json:"seen,omitempty"`
-	Roster  map[string][]Address `json:"roster"`
-	Removed bool                 `json:"removed,omitempty"`
-	NextSeq uint64               `json:"seq"`
+	Name    string            `json:"name"`
+	Group   []byte            `json:"group"`
+	Hist    []commitRecord    `json:"hist,omitempty"`
+	Sent    []sentRecord      `json:"sent,omitempty"`
+	Future  [][]byte          `json:"future,omitempty"`
+	Seen    map[string]uint64 `json:"seen,omitempty"`
+	Removed bool              `json:"removed,omitempty"`
+	NextSeq uint64            `json:"seq"`
 }
 
 type identityState struct {
@@ -161,12 +158,13 @@ func Open(cfg Config) (*Manager, error) {
 			if len(ids.Seed) != ed25519.SeedSize {
 				return fmt.Errorf("%w: identity", ErrMalformed)
 			}
-			m.id = &Identity{Name: ids.Name, Key: ed25519.NewKeyFromSeed(ids.Seed)}
+			m.id = &Identity{Name: ids.Name, Key: ed25519.NewKeyFromSeed(ids.Seed), Addresses: cfg.Addresses}
 		} else {
 			id, err := NewIdentity(cfg.Name)
 			if err != nil {
 				return err
 			}
+			id.Addresses = cfg.Addresses
 			m.id = id
 			if err := s.putJSON(tx, bIdentity, []byte("self"), identityState{Name: id.Name, Seed: id.Key.Seed()}); err != nil {
 				return err
@@ -214,7 +212,7 @@ func (m *Manager) saveRoom(tx *bolt.Tx, r *room) error {
 	if err != nil {
 		return err
 	}
-	st := roomState{Name: r.Name, Group: gs, Hist: r.o.hist, Sent: r.o.sent, Future: r.o.future, Roster: r.Roster, Removed: r.Removed, NextSeq: r.NextSeq, Seen: map[string]uint64{}}
+	st := roomState{Name: r.Name, Group: gs, Hist: r.o.hist, Sent: r.o.sent, Future: r.o.future, Removed: r.Removed, NextSeq: r.NextSeq, Seen: map[string]uint64{}}
 	for k, e := range r.o.seen {
 		st.Seen[hex.EncodeToString(k[:])] = e
 	}
@@ -278,20 +276,18 @@ func (m *Manager) setStatus(id RoomID, seq uint64, st Status) {
 	}
 }
 
-// recipients are the mailboxes of every member but us.
+// recipients are the mailboxes of every member but us (from their MLS
+// credentials).
 func (m *Manager) recipients(r *room, members []Member) []Address {
 	var to []Address
-	self := hex.EncodeToString(m.id.Public())
 	for _, mem := range members {
-		k := hex.EncodeToString(mem.Key)
-		if k == self {
+		if bytes.Equal(mem.Key, m.id.Public()) {
 			continue
 		}
-		addrs, ok := r.Roster[k]
-		if !ok {
+		if len(mem.Addresses) == 0 {
 			m.log.Warn("e2e: no mailbox known for member", "room", r.ID, "member", mem.Name)
 		}
-		to = append(to, addrs...)
+		to = appendMissing(to, mem.Addresses)
 	}
 	return to
 }
@@ -417,7 +413,7 @@ func (m *Manager) CreateRoom(name string) (RoomID, error) {
 	if err != nil {
 		return "", err
 	}
-	r := &room{ID: id, o: &ordered{b: m.b, id: m.id, g: g}, Name: name, Roster: map[string][]Address{hex.EncodeToString(m.id.Public()): m.cfg.Addresses}}
+	r := &room{ID: id, o: &ordered{b: m.b, id: m.id, g: g}, Name: name}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.cfg.Store
@@ -494,8 +490,8 @@ func (m *Manager) invite(id RoomID, keys []ed25519.PublicKey) ([]outgoing, error
 }
 
 // commit makes one commit for in on r, saves the room and returns the
-// deliveries: the commit to the old members, the Welcome to the new ones,
-// then the roster (in the new epoch) to everyone.
+// deliveries: the commit to the members before it (so the removed learn
+// it), the Welcome to the new ones.
 func (m *Manager) commit(tx *bolt.Tx, r *room, in Intent) ([]outgoing, error) {
 	oldMembers := r.o.g.Members()
 	var removes []uint32
@@ -512,29 +508,15 @@ func (m *Manager) commit(tx *bolt.Tx, r *room, in Intent) ([]outgoing, error) {
 		if err != nil {
 			return nil, err
 		}
-		k := hex.EncodeToString(mem.Key)
-		if c, ok := m.contacts[k]; ok {
-			r.Roster[k] = c.Addresses
-			newAddrs = append(newAddrs, c.Addresses...)
-		}
+		newAddrs = appendMissing(newAddrs, mem.Addresses)
 	}
 	commit, welcome, err := r.o.commit(in, removes)
 	if err != nil {
 		return nil, err
 	}
 	outs := []outgoing{{room: r.ID, to: m.recipients(r, oldMembers), payload: wrap(commit)}}
-	for _, k := range in.Removes {
-		delete(r.Roster, hex.EncodeToString(k))
-	}
 	if welcome != nil {
 		outs = append(outs, outgoing{room: r.ID, to: newAddrs, payload: wrap(welcome)})
-	}
-	if len(in.Adds) > 0 {
-		ro, err := r.o.encrypt(append([]byte{contentRoster}, encodeRoster(r.Roster)...))
-		if err != nil {
-			return nil, err
-		}
-		outs = append(outs, outgoing{room: r.ID, to: m.recipients(r, r.o.g.Members()), payload: wrap(ro)})
 	}
 	return outs, m.saveRoom(tx, r)
 }
@@ -729,10 +711,6 @@ func (m *Manager) handle(payload []byte) ([]Event, []outgoing, error) {
 				return err
 			}
 			outs = append(outs, o...)
-			// The leaver needs the commit too.
-			if addrs := r.Roster[hex.EncodeToString(p.Sender.Key)]; len(addrs) > 0 {
-				outs[0].to = appendMissing(outs[0].to, addrs)
-			}
 		}
 		return m.saveRoom(tx, r)
 	})
@@ -776,10 +754,7 @@ func (m *Manager) loadRoom(id RoomID, st roomState) (*room, error) {
 			o.seen[k] = e
 		}
 	}
-	if st.Roster == nil {
-		st.Roster = map[string][]Address{}
-	}
-	return &room{ID: id, o: o, Name: st.Name, Roster: st.Roster, Removed: st.Removed, NextSeq: st.NextSeq}, nil
+	return &room{ID: id, o: o, Name: st.Name, Removed: st.Removed, NextSeq: st.NextSeq}, nil
 }
 
 func appendMissing(to, addrs []Address) []Address {
@@ -814,16 +789,6 @@ func (m *Manager) apply(tx *bolt.Tx, r *room, p Processed) (*Event, error) {
 			r.Removed = true
 			return &Event{Room: r.ID, Kind: EventRemoved, From: p.Sender, Epoch: p.Epoch}, nil
 		}
-		// Forget the mailboxes of members that left.
-		cur := map[string]bool{}
-		for _, mem := range r.o.g.Members() {
-			cur[hex.EncodeToString(mem.Key)] = true
-		}
-		for k := range r.Roster {
-			if !cur[k] {
-				delete(r.Roster, k)
-			}
-		}
 		return &Event{Room: r.ID, Kind: EventChanged, From: p.Sender, Epoch: p.Epoch}, nil
 	case KindApplication:
 		if len(p.Plaintext) == 0 {
@@ -836,23 +801,6 @@ func (m *Manager) apply(tx *bolt.Tx, r *room, p Processed) (*Event, error) {
 				return nil, err
 			}
 			return &Event{Room: r.ID, Kind: EventMessage, From: p.Sender, Text: e.Text, Epoch: p.Epoch}, nil
-		case contentRoster:
-			ro, err := decodeRoster(p.Plaintext[1:])
-			if err != nil {
-				return nil, err
-			}
-			members := map[string]bool{}
-			for _, mem := range r.o.g.Members() {
-				members[hex.EncodeToString(mem.Key)] = true
-			}
-			self := hex.EncodeToString(m.id.Public())
-			for k, a := range ro {
-				// Only current members; nobody rewrites our own entry.
-				if members[k] && k != self {
-					r.Roster[k] = a
-				}
-			}
-			return nil, nil
 		}
 		return nil, fmt.Errorf("%w: content type %d", ErrMalformed, p.Plaintext[0])
 	}
@@ -983,7 +931,7 @@ func (m *Manager) joinWelcome(welcome []byte) ([]Event, []outgoing, RoomID, erro
 		if old, ok := m.rooms[id]; ok && !old.Removed && old.o.g.Epoch() >= g.Epoch() {
 			return fmt.Errorf("%w: welcome for a room we are in", ErrReplay)
 		}
-		r := &room{ID: id, o: &ordered{b: m.b, id: m.id, g: g}, Name: name, Roster: map[string][]Address{hex.EncodeToString(m.id.Public()): m.cfg.Addresses}}
+		r := &room{ID: id, o: &ordered{b: m.b, id: m.id, g: g}, Name: name}
 		if old, ok := m.rooms[id]; ok {
 			r.NextSeq, r.Name = old.NextSeq, old.Name
 		}
@@ -1002,50 +950,4 @@ func (m *Manager) joinWelcome(welcome []byte) ([]Event, []outgoing, RoomID, erro
 		return nil, nil, "", err
 	}
 	return evs, nil, joined, nil
-}
-
-// encodeRoster: u8 n | n × (key[32] | u8 m | m × (node[32] mailbox[16])),
-// keys in increasing order.
-func encodeRoster(ro map[string][]Address) []byte {
-	keys := make([]string, 0, len(ro))
-	for k := range ro {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b := []byte{byte(len(keys))}
-	for _, k := range keys {
-		kb, _ := hex.DecodeString(k)
-		b = append(b, kb...)
-		b = append(b, byte(len(ro[k])))
-		for _, a := range ro[k] {
-			b = append(b, a.Node[:]...)
-			b = append(b, a.Mailbox[:]...)
-		}
-	}
-	return b
-}
-
-func decodeRoster(b []byte) (map[string][]Address, error) {
-	r := &reader{b: b}
-	n := r.u8()
-	ro := map[string][]Address{}
-	for i := 0; i < n && !r.err; i++ {
-		k := r.take(ed25519.PublicKeySize)
-		c := r.u8()
-		if c > maxAddresses {
-			return nil, fmt.Errorf("%w: roster", ErrMalformed)
-		}
-		var as []Address
-		for j := 0; j < c && !r.err; j++ {
-			var a Address
-			copy(a.Node[:], r.take(NodeIDSize))
-			copy(a.Mailbox[:], r.take(MailboxIDSize))
-			as = append(as, a)
-		}
-		ro[hex.EncodeToString(k)] = as
-	}
-	if r.err || len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: roster", ErrMalformed)
-	}
-	return ro, nil
 }

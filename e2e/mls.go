@@ -65,6 +65,10 @@ var (
 type Identity struct {
 	Name string
 	Key  ed25519.PrivateKey
+	// Addresses are our mailboxes. They go into the MLS credential of every
+	// leaf we create (see encodeCredential), so every member of a room
+	// knows every other member's mailboxes from the ratchet tree.
+	Addresses []Address
 }
 
 // NewIdentity makes a fresh identity.
@@ -84,9 +88,10 @@ func (id *Identity) Public() ed25519.PublicKey { return id.Key.Public().(ed25519
 
 // Member is a leaf of a group.
 type Member struct {
-	Leaf uint32
-	Name string
-	Key  ed25519.PublicKey
+	Leaf      uint32
+	Name      string
+	Key       ed25519.PublicKey
+	Addresses []Address
 }
 
 // Header is the cleartext part of an MLS message: enough to route it to a

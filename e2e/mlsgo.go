@@ -29,7 +29,7 @@ const mlsgoSuite = ciphersuite.MLS128DHKEMX25519
 
 func credWithKey(id *Identity) *credentials.CredentialWithKey {
 	return &credentials.CredentialWithKey{
-		Credential:        credentials.NewBasicCredential([]byte(id.Name)),
+		Credential:        credentials.NewBasicCredential(encodeCredential(id.Name, id.Addresses)),
 		Ed25519PrivateKey: id.Key,
 		SignatureKeyBytes: []byte(id.Public()),
 	}
@@ -84,7 +84,8 @@ func (MLSGo) CheckKeyPackage(pub []byte) (Member, error) {
 	if kp.LeafNode == nil || kp.LeafNode.Credential == nil || len(kp.LeafNode.SignatureKeyBytes) != ed25519.PublicKeySize {
 		return Member{}, fmt.Errorf("%w: key package leaf", ErrMalformed)
 	}
-	return Member{Name: string(kp.LeafNode.Credential.Identity), Key: ed25519.PublicKey(kp.LeafNode.SignatureKeyBytes)}, nil
+	name, addrs := decodeCredential(kp.LeafNode.Credential.Identity)
+	return Member{Name: name, Addresses: addrs, Key: ed25519.PublicKey(kp.LeafNode.SignatureKeyBytes)}, nil
 }
 
 func (MLSGo) NewGroup(id *Identity, groupID []byte) (Group, error) {
@@ -278,11 +279,12 @@ func (m *mlsGroup) member(leaf uint32) (Member, bool) {
 	if len(key) != ed25519.PublicKeySize {
 		return Member{}, false
 	}
-	name := ""
+	var name string
+	var addrs []Address
 	if mem.Credential != nil {
-		name = string(mem.Credential.Identity)
+		name, addrs = decodeCredential(mem.Credential.Identity)
 	}
-	return Member{Leaf: leaf, Name: name, Key: append(ed25519.PublicKey{}, key...)}, true
+	return Member{Leaf: leaf, Name: name, Addresses: addrs, Key: append(ed25519.PublicKey{}, key...)}, true
 }
 
 func (m *mlsGroup) Members() []Member {
@@ -639,4 +641,40 @@ func removesLeaf(g *group.Group, commit []byte, leaf uint32, leaveRef []byte) bo
 		}
 	}
 	return false
+}
+
+// encodeCredential is the identity of Strata's MLS basic credentials:
+//
+//	u8 len | name (UTF-8) | u8 n | n × (node[32] | mailbox[16])
+func encodeCredential(name string, addrs []Address) []byte {
+	b := append([]byte{byte(len(name))}, name...)
+	b = append(b, byte(len(addrs)))
+	for _, a := range addrs {
+		b = append(b, a.Node[:]...)
+		b = append(b, a.Mailbox[:]...)
+	}
+	return b
+}
+
+// decodeCredential parses encodeCredential's format; anything else (other
+// implementations' credentials, as in the interop vectors) is taken as a
+// bare name with no mailboxes.
+func decodeCredential(b []byte) (string, []Address) {
+	r := &reader{b: b}
+	name := r.take(r.u8())
+	n := r.u8()
+	if n > maxAddresses {
+		return string(b), nil
+	}
+	var addrs []Address
+	for i := 0; i < n && !r.err; i++ {
+		var a Address
+		copy(a.Node[:], r.take(NodeIDSize))
+		copy(a.Mailbox[:], r.take(MailboxIDSize))
+		addrs = append(addrs, a)
+	}
+	if r.err || len(r.b) != 0 || len(name) == 0 {
+		return string(b), nil
+	}
+	return string(name), addrs
 }
