@@ -8,7 +8,7 @@
 //   - order.go: serverless commit ordering (a deterministic winner per epoch,
 //     rollback of losers).
 //   - card.go: contact cards, their canonical encoding and text code.
-//   - room.go, manager.go: rooms (1:1 chats are 2-member rooms), delivery
+//   - manager.go: rooms (1:1 chats are 2-member rooms), delivery
 //     through the Transport interface, history.
 //   - store.go: the bbolt store, encrypted at rest with a passphrase key
 //     (argon2id, XChaCha20-Poly1305).

@@ -103,13 +103,13 @@ type Manager struct {
 	rooms    map[RoomID]*room
 	contacts map[string]*Card // by hex key
 	// pending holds messages for rooms we have not joined yet (the
-	// mixnet may deliver a room's roster before its Welcome).
+	// mixnet may deliver a room's first message before its Welcome).
 	pending [][]byte
 }
 
 const maxPending = 64
 
-// room is one MLS group with its ordering state, roster and name.
+// room is one MLS group with its ordering state and name.
 type room struct {
 	ID      RoomID
 	o       *ordered

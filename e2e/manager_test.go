@@ -241,7 +241,7 @@ func TestFiveMemberRoom(t *testing.T) {
 		}
 	}
 	// Everyone talks; everyone else reads (members learnt each other's
-	// mailboxes from the roster).
+	// mailboxes from their credentials).
 	for _, u := range us {
 		if err := u.m.Send(context.Background(), id, "from "+u.name); err != nil {
 			t.Fatal(err)
