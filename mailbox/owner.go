@@ -92,6 +92,7 @@ type Owner struct {
 	epoch   uint64
 	restock chan struct{}
 	gap     chan struct{} // a message arrived with one missing before it
+	created chan struct{} // the node answered a create
 }
 
 // gapWait is how long the owner waits for a missing message (pushes take
@@ -111,7 +112,7 @@ func NewOwner(cfg OwnerConfig) *Owner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: map[MessageID]bool{}, restock: make(chan struct{}, 1), gap: make(chan struct{}, 1)}
+	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: map[MessageID]bool{}, restock: make(chan struct{}, 1), gap: make(chan struct{}, 1), created: make(chan struct{}, 1)}
 }
 
 // Messages returns the messages the node delivers, each once.
@@ -148,15 +149,43 @@ func (o *Owner) send(ctx context.Context, r *Request) error {
 	return err
 }
 
+// createAttempts bounds how often Create asks before giving up;
+// createCopies is how many requests each attempt sends, so that one lost
+// packet costs no backoff round (the node answers the spare copies with
+// "exists", which also counts as made).
+const (
+	createAttempts = 8
+	createCopies   = 2
+)
+
 // Create makes the mailbox at its node, enrolled with the owner's key, and
-// hands the node its first SURBs.
+// hands the node its first SURBs. It waits for the node's answer (Handle
+// must be receiving the client's replies), asking again with exponential
+// backoff when a request or its answer is lost; a mailbox that exists
+// already counts as made (an earlier attempt's answer was lost).
 func (o *Owner) Create(ctx context.Context) error {
-	surbs, err := o.surbs(ctx, o.surbsPerRequest()-1)
-	if err != nil {
-		return err
-	}
 	pub := o.cfg.Key.Public().(ed25519.PublicKey)
-	return o.send(ctx, &Request{Op: OpCreate, Plugin: Ed25519Auth{}.ID(), Credential: pub, SURBs: surbs})
+	wait := 2 * time.Second
+	for range createAttempts {
+		for range createCopies {
+			surbs, err := o.surbs(ctx, o.surbsPerRequest()-1)
+			if err != nil {
+				return err
+			}
+			if err := o.send(ctx, &Request{Op: OpCreate, Plugin: Ed25519Auth{}.ID(), Credential: pub, SURBs: surbs}); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-o.created:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+			wait *= 2
+		}
+	}
+	return fmt.Errorf("mailbox: no answer to create after %d attempts", createAttempts)
 }
 
 // Stock sends the node n fresh SURBs, in as many requests as needed.
@@ -256,10 +285,25 @@ func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
 		case o.restock <- struct{}{}:
 		default:
 		}
+	case OpOK:
+		if r.For == OpCreate {
+			o.signalCreated()
+		}
 	case OpError:
+		if r.For == OpCreate && r.Code == CodeExists {
+			o.signalCreated()
+			break
+		}
 		o.log.Warn("mailbox node refused a request", "op", opName(r.For), "code", codeName(r.Code), "text", r.Text)
 	}
 	return true
+}
+
+func (o *Owner) signalCreated() {
+	select {
+	case o.created <- struct{}{}:
+	default:
+	}
 }
 
 // Run keeps the mailbox stocked until ctx ends: it re-stocks when the node

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -47,6 +48,11 @@ type RelayConfig struct {
 	// 3 epochs × EpochLength × MaxRate tags. Defaults 20,000/s and 1h.
 	MaxRate     int    `toml:"max_rate"`
 	EpochLength string `toml:"epoch_length"`
+	// InjectLoss drops this fraction of received packets at random, before
+	// any processing (counted in strata_relay_injected_loss_total): a
+	// lossy network for demonstrations and tests (strata testnet --loss).
+	// Never set it on a real relay.
+	InjectLoss float64 `toml:"inject_loss"`
 }
 
 // LoadRelayConfig reads a relay config file; unknown keys are errors.
@@ -80,6 +86,9 @@ func (c *RelayConfig) check() error {
 		if d, err := time.ParseDuration(c.ChainInterval); err != nil || d <= 0 {
 			return fmt.Errorf("node: relay config: chain_interval %q: want a positive duration", c.ChainInterval)
 		}
+	}
+	if c.InjectLoss < 0 || c.InjectLoss >= 1 || c.InjectLoss != c.InjectLoss {
+		return fmt.Errorf("node: relay config: inject_loss %v: want a fraction in [0, 1)", c.InjectLoss)
 	}
 	if c.MaxRate < 0 || c.SchedulerCapacity < 0 {
 		return errors.New("node: relay config: negative max_rate or scheduler_capacity")
@@ -141,9 +150,16 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		r    atomic.Pointer[relay.Relay]
 		home atomic.Pointer[client.Home]
 	)
+	injected := prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_relay_injected_loss_total",
+		Help: "Packets dropped on purpose by inject_loss (demonstrations only)."})
+	reg.MustRegister(injected)
 	host, err := transport.New(ctx, transport.Config{
 		Identity: identity, PacketSize: format.Geometry().PacketSize(), ListenAddrs: cfg.Listen,
 		Handler: func(from transport.NodeID, pkt []byte) {
+			if cfg.InjectLoss > 0 && mrand.Float64() < cfg.InjectLoss {
+				injected.Inc()
+				return
+			}
 			if rr := r.Load(); rr != nil {
 				rr.HandlePacket(sphinx.NodeID(from), pkt)
 			}

@@ -79,8 +79,9 @@ type demoClient struct {
 }
 
 // startClient starts demo client i: home relay i-th of the first stratum
-// (round robin), mailbox on node i mod Mailboxes.
-func (t *Testnet) startClient(ctx context.Context, i int) (*demoClient, error) {
+// (round robin), mailbox on node i mod Mailboxes. The client lives until ctx
+// ends; making its mailbox may take until start ends.
+func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, error) {
 	top := t.cache.Current()
 	var homes []sphinx.NodeID
 	for _, r := range top.Relays {
@@ -122,7 +123,7 @@ func (t *Testnet) startClient(ctx context.Context, i int) (*demoClient, error) {
 	go func() { defer d.wg.Done(); d.dispatch(cctx) }()
 	go func() { defer d.wg.Done(); d.receive(cctx) }()
 	go func() { defer d.wg.Done(); _ = d.owner.Run(cctx) }()
-	if err := d.owner.Create(ctx); err != nil {
+	if err := d.owner.Create(start); err != nil {
 		d.close()
 		return nil, err
 	}

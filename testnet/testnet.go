@@ -36,6 +36,9 @@ type Config struct {
 	BlockInterval                      time.Duration
 	MeanDelay                          time.Duration
 	LambdaP, LambdaL, LambdaD, LambdaM float64
+	// Loss is the fraction of packets every relay drops on purpose, to
+	// show the network delivering through loss.
+	Loss float64
 	// MessageEvery is how often each demo client sends a message to the
 	// next one; 0 sends only what Send asks (the dashboard's box).
 	MessageEvery time.Duration
@@ -78,6 +81,8 @@ func (c *Config) defaults() error {
 		return errors.New("testnet: at least two clients are needed to exchange messages")
 	case c.MeanDelay < 0 || c.LambdaP < 0 || c.LambdaL < 0 || c.LambdaD < 0 || c.LambdaM < 0:
 		return errors.New("testnet: negative delay or rate")
+	case c.Loss < 0 || c.Loss >= 1:
+		return fmt.Errorf("testnet: loss %v: want a fraction in [0, 1)", c.Loss)
 	case c.EpochBlocks < 8:
 		return errors.New("testnet: epochs need at least 8 blocks")
 	}
@@ -195,12 +200,24 @@ func Start(ctx context.Context, cfg Config) (*Testnet, error) {
 		return nil, err
 	}
 
+	// Clients start in parallel: each waits for its mailbox node to answer
+	// its create, which takes a few round trips when packets are lost.
+	t.clients = make([]*demoClient, cfg.Clients)
+	errs := make([]error, cfg.Clients)
+	var wg sync.WaitGroup
 	for i := range cfg.Clients {
-		c, err := t.startClient(runCtx, i)
-		if err != nil {
-			return nil, err
+		wg.Go(func() { t.clients[i], errs[i] = t.startClient(runCtx, ctx, i) })
+	}
+	wg.Wait()
+	started := t.clients[:0]
+	for _, c := range t.clients {
+		if c != nil {
+			started = append(started, c)
 		}
-		t.clients = append(t.clients, c)
+	}
+	t.clients = started
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	step("%d clients connected, mailboxes created", cfg.Clients)
 
@@ -258,7 +275,7 @@ func (t *Testnet) startNode(ctx context.Context, name string, role pki.Role) err
 		var err error
 		if role == pki.RoleRelay {
 			err = node.RunRelay(nctx, &node.RelayConfig{Identity: keyPath, DataDir: dir, Listen: listen, Metrics: metrics,
-				Chain: &chain, ChainInterval: "250ms", MaxRate: 2000, EpochLength: "10m"}, log)
+				Chain: &chain, ChainInterval: "250ms", MaxRate: 2000, EpochLength: "10m", InjectLoss: t.cfg.Loss}, log)
 		} else {
 			err = node.RunMailbox(nctx, &node.MailboxConfig{Identity: keyPath, DataDir: dir, Listen: listen, Metrics: metrics,
 				Chain: &chain, ChainInterval: "250ms", MaxRate: 2000, EpochLength: "10m"}, log)

@@ -132,6 +132,7 @@ Prometheus metrics; the addresses are printed. Ctrl-C stops everything.`,
 	f.Float64Var(&cfg.LambdaL, "lambda-l", 0, "clients' loop rate λL, packets/s (0: default 0.5)")
 	f.Float64Var(&cfg.LambdaD, "lambda-d", 0, "clients' drop rate λD, packets/s (0: default 0.5)")
 	f.Float64Var(&cfg.LambdaM, "lambda-m", 0, "relays' loop rate λM, packets/s (0: default 0.5)")
+	f.Float64Var(&cfg.Loss, "loss", 0, "fraction of packets every relay drops on purpose (e.g. 0.2), to watch delivery through loss")
 	f.Uint64Var(&cfg.EpochBlocks, "epoch-blocks", 120, "epoch length in blocks")
 	f.DurationVar(&cfg.BlockInterval, "block-interval", 500*time.Millisecond, "time between blocks")
 	f.DurationVar(&every, "message-every", 3*time.Second, "mean time between demo messages of each client (0: only the dashboard's)")
