@@ -111,6 +111,9 @@ func TestConfigAndTopologyRejectBadInput(t *testing.T) {
 		"missing identity": "data_dir = 'b'\ntopology = 'c'\n",
 		"bad epoch length": "identity = 'a'\ndata_dir = 'b'\ntopology = 'c'\nepoch_length = 'soon'\n",
 		"not toml":         "{{{",
+		"loss of one":      "identity = 'a'\ndata_dir = 'b'\ntopology = 'c'\ninject_loss = 1.0\n",
+		"negative loss":    "identity = 'a'\ndata_dir = 'b'\ntopology = 'c'\ninject_loss = -0.1\n",
+		"nan loss":         "identity = 'a'\ndata_dir = 'b'\ntopology = 'c'\ninject_loss = nan\n",
 	} {
 		if _, err := LoadRelayConfig(write("c.toml", body)); err == nil {
 			t.Errorf("config %s accepted", name)
