@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"log/slog"
 	"sync"
 
@@ -85,6 +86,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
 		libp2p.ConnectionGater(gater{h}),
 		libp2p.UserAgent("strata"),
+		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirst)),
 	}
 	if cfg.NoListen {
 		opts = append(opts, libp2p.NoListenAddrs)
