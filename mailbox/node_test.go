@@ -89,6 +89,9 @@ type user struct {
 	offline atomic.Bool
 	lost    atomic.Int64
 	pending []*Response // received while waiting for another kind
+	// raw, if set, takes the user's deliveries undecoded (an Owner's
+	// Handle) instead of ch.
+	raw func(body []byte)
 }
 
 // testbed: three relays L1, L2, L3, a home relay, a mailbox node whose
@@ -198,6 +201,10 @@ func (tb *testbed) deliver(token sphinx.DeliveryToken, id sphinx.SURBID, payload
 	body, err := client.Unpad(msg)
 	if err != nil {
 		tb.bad.Add(1)
+		return
+	}
+	if u.raw != nil {
+		u.raw(bytes.Clone(body))
 		return
 	}
 	r, err := tb.codec.DecodeResponse(bytes.Clone(body))

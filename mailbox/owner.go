@@ -70,7 +70,11 @@ type OwnerConfig struct {
 	FetchEvery time.Duration
 	// Epoch returns the current key epoch: the owner re-stocks when it
 	// changes, since SURBs die with their epoch.
-	Epoch  func() uint64
+	Epoch func() uint64
+	// Home returns the client's home relay: the owner re-stocks when it
+	// changes, since the SURBs at the node name the old home. The node
+	// spends the newest SURBs first, so pushes go to the new home at once.
+	Home   func() sphinx.NodeID
 	Logger *slog.Logger
 }
 
@@ -90,6 +94,7 @@ type Owner struct {
 	got     map[uint64]bool
 	seen    map[MessageID]bool
 	epoch   uint64
+	home    sphinx.NodeID
 	restock chan struct{}
 	gap     chan struct{} // a message arrived with one missing before it
 	created chan struct{} // the node answered a create
@@ -306,17 +311,33 @@ func (o *Owner) signalCreated() {
 	}
 }
 
+// changed reports whether the key epoch or the home relay changed since
+// the last call.
+func (o *Owner) changed() bool {
+	changed := false
+	if o.cfg.Epoch != nil {
+		if e := o.cfg.Epoch(); e != o.epoch {
+			o.epoch, changed = e, true
+		}
+	}
+	if o.cfg.Home != nil {
+		if h := o.cfg.Home(); h != o.home {
+			o.home, changed = h, true
+		}
+	}
+	return changed
+}
+
 // Run keeps the mailbox stocked until ctx ends: it re-stocks when the node
-// asks, when the key epoch changes (old SURBs die) and at every fetch,
-// which also collects what pushes may have lost.
+// asks, when the key epoch changes (old SURBs die), when the home relay
+// changes (old SURBs lead to the old home) and at every fetch, which also
+// collects what pushes may have lost.
 func (o *Owner) Run(ctx context.Context) error {
 	tick := time.NewTicker(o.cfg.FetchEvery)
 	defer tick.Stop()
-	epochTick := time.NewTicker(time.Second)
-	defer epochTick.Stop()
-	if o.cfg.Epoch != nil {
-		o.epoch = o.cfg.Epoch()
-	}
+	changeTick := time.NewTicker(time.Second)
+	defer changeTick.Stop()
+	o.changed()
 	gapTimer := time.NewTimer(time.Hour)
 	gapTimer.Stop()
 	gapArmed := false
@@ -342,12 +363,8 @@ func (o *Owner) Run(ctx context.Context) error {
 			err = o.Stock(ctx, o.cfg.Stock)
 		case <-tick.C:
 			err = o.Fetch(ctx)
-		case <-epochTick.C:
-			if o.cfg.Epoch == nil {
-				continue
-			}
-			if e := o.cfg.Epoch(); e != o.epoch {
-				o.epoch = e
+		case <-changeTick.C:
+			if o.changed() {
 				err = o.Stock(ctx, o.cfg.Stock)
 			}
 		}

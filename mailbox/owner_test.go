@@ -1,0 +1,128 @@
+package mailbox
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strata-mix/strata/client"
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// tbMix is the Mixnet of a testbed user: forward packets through L1, L2,
+// L3 to the mailbox node, SURBs back through them to the user's home.
+type tbMix struct {
+	tb *testbed
+	u  *user
+}
+
+func (m tbMix) Send(_ context.Context, _ client.Destination, payload []byte) (client.Sent, error) {
+	m.tb.sendRaw(payload)
+	return client.Sent{}, nil
+}
+
+func (m tbMix) NewSURB(context.Context) (client.SURB, error) {
+	m.tb.t.Helper()
+	path := []sphinx.Hop{m.tb.mix[0].hop, m.tb.mix[1].hop, m.tb.mix[2].hop, m.tb.home.hop}
+	s, keys, _, err := m.tb.f.NewSURB(rand.Reader, path, m.u.token, sphinx.DelayPolicy{})
+	if err != nil {
+		return client.SURB{}, err
+	}
+	b, err := s.MarshalBinary()
+	if err != nil {
+		return client.SURB{}, err
+	}
+	m.tb.mu.Lock()
+	m.tb.keys[keys.ID] = keys
+	m.tb.mu.Unlock()
+	return client.SURB{ID: keys.ID, Bytes: b}, nil
+}
+
+func (m tbMix) PayloadSize() int { return m.tb.f.Geometry().PayloadCapacity() - 2 }
+
+// newOwner returns an owner of a new mailbox of a new testbed user whose
+// deliveries go to the owner's Handle.
+func newOwner(t *testing.T, tb *testbed, cfg OwnerConfig) (*Owner, *user) {
+	u := tb.newUser()
+	var id ID
+	rand.Read(id[:])
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	cfg.Mix, cfg.Codec, cfg.ID, cfg.Key, cfg.Type = tbMix{tb, u}, tb.codec, id, key, 7
+	o := NewOwner(cfg)
+	u.raw = func(body []byte) {
+		if !o.Handle(context.Background(), body) {
+			t.Errorf("owner did not take a delivery of %d bytes", len(body))
+		}
+	}
+	return o, u
+}
+
+func TestOwnerCreatesStocksAndReceives(t *testing.T) {
+	tb := newTestbed(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// The node's first answers are lost: Create asks again until it hears.
+	o, u := newOwner(t, tb, OwnerConfig{Stock: 4})
+	u.offline.Store(true)
+	time.AfterFunc(time.Second, func() { u.offline.Store(false) })
+	start := time.Now()
+	if err := o.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u.lost.Load() == 0 {
+		t.Error("no answer was lost while the user was offline")
+	}
+	t.Logf("create answered %v after start, %d answers lost", time.Since(start).Round(time.Millisecond), u.lost.Load())
+	// A second create of the same mailbox counts as made ("exists").
+	if err := o.Create(ctx); err != nil {
+		t.Fatalf("create of an existing mailbox: %v", err)
+	}
+
+	go o.Run(ctx)
+	msgs := [][]byte{[]byte("one"), []byte("two"), []byte("three")}
+	for _, m := range msgs {
+		if _, err := Put(ctx, tbMix{tb, tb.newUser()}, tb.codec, sphinx.NodeID{}, o.cfg.ID, 7, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]int{}
+	for len(got) < len(msgs) {
+		select {
+		case m := <-o.Messages():
+			got[string(m.Data)]++
+		case <-ctx.Done():
+			t.Fatalf("got %v of %d messages", got, len(msgs))
+		}
+	}
+	// Fetching again delivers nothing twice.
+	if err := o.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-o.Messages():
+		t.Fatalf("message %q delivered twice", m.Data)
+	case <-time.After(2 * time.Second):
+	}
+}
+
+func TestOwnerRestocksWhenHomeChanges(t *testing.T) {
+	tb := newTestbed(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var home atomic.Pointer[sphinx.NodeID]
+	home.Store(&sphinx.NodeID{1})
+	o, _ := newOwner(t, tb, OwnerConfig{Stock: 4, Home: func() sphinx.NodeID { return *home.Load() }})
+	if err := o.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go o.Run(ctx)
+	waitUntil(t, "first stock", func() bool { return tb.node.Stock(o.cfg.ID) > 0 })
+	time.Sleep(1500 * time.Millisecond) // Run's first look at the home
+	before := tb.node.Stock(o.cfg.ID)
+	home.Store(&sphinx.NodeID{2})
+	waitUntil(t, "re-stock after the home changed", func() bool { return tb.node.Stock(o.cfg.ID) >= before+4 })
+}
