@@ -74,6 +74,7 @@ type OwnerConfig struct {
 	// Home returns the client's home relay: the owner re-stocks when it
 	// changes, since the SURBs at the node name the old home. The node
 	// spends the newest SURBs first, so pushes go to the new home at once.
+	// Default: Mix's Home method if it has one (client.Client does).
 	Home   func() sphinx.NodeID
 	Logger *slog.Logger
 }
@@ -112,6 +113,9 @@ func NewOwner(cfg OwnerConfig) *Owner {
 	}
 	if cfg.FetchEvery <= 0 {
 		cfg.FetchEvery = 30 * time.Second
+	}
+	if h, ok := cfg.Mix.(interface{ Home() sphinx.NodeID }); ok && cfg.Home == nil {
+		cfg.Home = h.Home
 	}
 	log := cfg.Logger
 	if log == nil {
