@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -46,12 +45,8 @@ type MailboxConfig struct {
 // errors.
 func LoadMailboxConfig(path string) (*MailboxConfig, error) {
 	var c MailboxConfig
-	md, err := toml.DecodeFile(path, &c)
-	if err != nil {
-		return nil, fmt.Errorf("node: mailbox config %s: %w", path, err)
-	}
-	if un := md.Undecoded(); len(un) > 0 {
-		return nil, fmt.Errorf("node: mailbox config %s: unknown key %q", path, un[0].String())
+	if err := loadTOML(path, "mailbox", &c); err != nil {
+		return nil, err
 	}
 	return &c, c.check()
 }
@@ -186,26 +181,10 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	go func() { _ = mb.Run(ctx) }()
 
 	// Follow the epochs: keys, replay DB, SURB stock, peers to answer to.
-	for {
-		top, changed := member.Current()
-		if top != nil {
-			view(top, host, log)
-			if top.Epoch != epoch.Load() {
-				keys, err := member.Keys(top.Epoch)
-				if err == nil {
-					err = rl.SetEpoch(top.Epoch, keys...)
-				}
-				if err != nil {
-					log.Warn("epoch change", "epoch", top.Epoch, "err", err)
-				} else {
-					epoch.Store(top.Epoch)
-				}
-			}
+	followChain(ctx, member, rl, host, log, func(top *pki.Topology, _ *relay.View, newEpoch bool) {
+		if newEpoch {
+			epoch.Store(top.Epoch)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		}
-	}
+	})
+	return nil
 }

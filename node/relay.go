@@ -58,14 +58,22 @@ type RelayConfig struct {
 // LoadRelayConfig reads a relay config file; unknown keys are errors.
 func LoadRelayConfig(path string) (*RelayConfig, error) {
 	var c RelayConfig
-	md, err := toml.DecodeFile(path, &c)
-	if err != nil {
-		return nil, fmt.Errorf("node: relay config %s: %w", path, err)
-	}
-	if un := md.Undecoded(); len(un) > 0 {
-		return nil, fmt.Errorf("node: relay config %s: unknown key %q", path, un[0].String())
+	if err := loadTOML(path, "relay", &c); err != nil {
+		return nil, err
 	}
 	return &c, c.check()
+}
+
+// loadTOML decodes the TOML file at path into v; unknown keys are errors.
+func loadTOML(path, kind string, v any) error {
+	md, err := toml.DecodeFile(path, v)
+	if err != nil {
+		return fmt.Errorf("node: %s config %s: %w", kind, path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return fmt.Errorf("node: %s config %s: unknown key %q", kind, path, un[0].String())
+	}
+	return nil
 }
 
 func (c *RelayConfig) check() error {
@@ -267,23 +275,30 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	log.Info("relay up", "id", self, "addrs", host.Addrs(), "epoch", epoch)
 	go cover.Run(ctx)
 	if member != nil {
-		followChain(ctx, member, &current, rl, hm, host, log)
+		followChain(ctx, member, rl, host, log, func(top *pki.Topology, v *relay.View, newEpoch bool) {
+			if newEpoch {
+				hm.SetEpoch(top.Epoch)
+			}
+			current.Store(v)
+		})
 		return nil
 	}
 	watchTopology(ctx, cfg, &current, rl, hm, host, log)
 	return nil
 }
 
-// followChain switches the relay to each verified topology the chain
-// publishes until ctx ends: new peers, new strata for the cover traffic,
-// and at an epoch change the epoch's mix keys (the replay database rotates
-// with them).
-func followChain(ctx context.Context, m *Membership, current *atomic.Pointer[relay.View], rl *relay.Relay, hm *client.Home, host *transport.Host, log *slog.Logger) {
+// followChain switches the node's pipeline to each verified topology the
+// chain publishes until ctx ends: new peers and, at an epoch change, the
+// epoch's mix keys (the replay database rotates with them). Then it calls
+// update, if not nil, with the topology, its view, and whether the
+// pipeline just moved to a new epoch.
+func followChain(ctx context.Context, m *Membership, rl *relay.Relay, host *transport.Host, log *slog.Logger, update func(top *pki.Topology, v *relay.View, newEpoch bool)) {
 	epoch := ^uint64(0)
 	for {
 		top, changed := m.Current()
 		if top != nil {
 			v := view(top, host, log)
+			newEpoch := false
 			if top.Epoch != epoch {
 				keys, err := m.Keys(top.Epoch)
 				if err == nil {
@@ -292,12 +307,13 @@ func followChain(ctx context.Context, m *Membership, current *atomic.Pointer[rel
 				if err != nil {
 					log.Warn("epoch change", "epoch", top.Epoch, "err", err)
 				} else {
-					epoch = top.Epoch
-					hm.SetEpoch(epoch)
+					epoch, newEpoch = top.Epoch, true
 					log.Info("epoch", "epoch", epoch, "relays", len(top.Relays), "mailboxes", len(top.Mailboxes))
 				}
 			}
-			current.Store(v)
+			if update != nil {
+				update(top, v, newEpoch)
+			}
 		}
 		select {
 		case <-ctx.Done():
