@@ -20,6 +20,6 @@ mailboxes, with Loopix cover traffic, a relay PKI on CometBFT and MLS groups.`,
 		// printing help and succeeding.
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	root.AddCommand(newVersionCmd(), newTestnetCmd(), newKeygenCmd(), newRelayCmd(), newMailboxCmd(), newValidatorCmd(), newSimCmd())
+	root.AddCommand(newVersionCmd(), newTestnetCmd(), newClientCmd(), newChatCmd(), newKeygenCmd(), newRelayCmd(), newMailboxCmd(), newValidatorCmd(), newSimCmd())
 	return root
 }

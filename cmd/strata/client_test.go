@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-mix/strata/testnet"
+)
+
+func TestClientRefusesBadInput(t *testing.T) {
+	empty := t.TempDir()
+	pass := filepath.Join(t.TempDir(), "missing")
+	for _, args := range [][]string{
+		{"client", "extra"},
+		{"client", "init", "--data-dir", empty, "--name", "a"},
+		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "ftp://x"},
+		{"client", "init", "--data-dir", empty, "--chain", "http://127.0.0.1:1"},
+		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--home", "zz"},
+		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--timeout", "2s"},
+		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--log-level", "loud"},
+		{"client", "card", "--data-dir", empty},
+		{"client", "card", "--data-dir", empty, "--passphrase-file", pass},
+		{"client", "rooms", "--data-dir", empty},
+		{"client", "read", "--data-dir", empty},
+		{"client", "read", "--data-dir", empty, "--wait", "-1s"},
+		{"client", "send", "--data-dir", empty, "alice"},
+		{"client", "send", "--data-dir", empty, "alice", "  "},
+		{"client", "send", "--data-dir", empty, "alice", "hi"},
+		{"client", "contact", "add", "--data-dir", empty},
+		{"client", "contact", "add", "--data-dir", empty, "strata1notacode"},
+		{"client", "contact", "add", "--data-dir", empty, "\x00\xff"},
+		{"client", "history", "--data-dir", empty},
+		{"client", "room", "invite", "--data-dir", empty, "r"},
+		{"client", "room", "create", "--data-dir", empty, " "},
+		{"chat", "--data-dir", empty},
+		{"chat", "extra"},
+	} {
+		if out, err := run(args...); err == nil {
+			t.Errorf("strata %q succeeded: %s", args, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(empty, "chat.json")); err == nil {
+		t.Error("a failed init left a user behind")
+	}
+}
+
+// runIn runs strata with stdin.
+func runIn(in string, args ...string) (string, error) {
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetIn(strings.NewReader(in))
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestClientScriptedRun drives two users through the CLI against a real
+// testnet: init, contact add, send both ways with acknowledgements, read,
+// rooms, history, and a chat session fed from a script.
+func TestClientScriptedRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	n, err := testnet.Start(ctx, testnet.Config{
+		DataDir: t.TempDir(), MeanDelay: 5 * time.Millisecond, BlockInterval: 200 * time.Millisecond,
+		EpochBlocks: 600, LambdaP: 20, LambdaL: 2, LambdaD: 2, LambdaM: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	base := t.TempDir()
+	passFile := filepath.Join(base, "pass")
+	if err := os.WriteFile(passFile, []byte("correct horse\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]string{"alice": filepath.Join(base, "alice"), "bob": filepath.Join(base, "bob")}
+	strata := func(who string, args ...string) string {
+		t.Helper()
+		full := append(append([]string{"client"}, args[0]), append([]string{"--data-dir", dirs[who], "--passphrase-file", passFile}, args[1:]...)...)
+		if args[0] == "contact" {
+			full = append([]string{"client", "contact", args[1], "--data-dir", dirs[who], "--passphrase-file", passFile}, args[2:]...)
+		}
+		out, err := run(full...)
+		if err != nil {
+			t.Fatalf("%s: strata %q: %v\n%s", who, full, err, out)
+		}
+		return out
+	}
+	codes := map[string]string{}
+	for who := range dirs {
+		out := strata(who, "init", "--chain", n.RPC(), "--name", who)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		codes[who] = lines[len(lines)-1]
+		if !strings.HasPrefix(codes[who], "strata1") {
+			t.Fatalf("init printed no code: %s", out)
+		}
+	}
+	if _, err := run("client", "init", "--data-dir", dirs["alice"], "--chain", n.RPC(), "--name", "again"); err == nil {
+		t.Error("init over an existing user succeeded")
+	}
+	if _, err := run("client", "rooms", "--data-dir", dirs["alice"], "--passphrase-file", filepath.Join(base, "nope")); err == nil {
+		t.Error("a missing passphrase file was accepted")
+	}
+	wrong := filepath.Join(base, "wrong")
+	if err := os.WriteFile(wrong, []byte("wrong horse"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("client", "rooms", "--data-dir", dirs["alice"], "--passphrase-file", wrong); err == nil {
+		t.Error("a wrong passphrase was accepted")
+	}
+	if out := strata("alice", "card"); !strings.HasPrefix(out, "strata1") {
+		t.Errorf("card: %s", out)
+	}
+	if out := strata("bob", "contact", "add", codes["alice"]); !strings.Contains(out, "contact alice added") {
+		t.Errorf("contact add: %s", out)
+	}
+	if out := strata("bob", "send", "alice", "hello from bob"); !strings.Contains(out, "acked") {
+		t.Errorf("send: %s", out)
+	}
+	if out := strata("alice", "read", "--wait", "3s"); !strings.Contains(out, "bob: hello from bob") {
+		t.Errorf("alice read: %s", out)
+	}
+	if out := strata("alice", "send", "bob", "hello from alice"); !strings.Contains(out, "acked") {
+		t.Errorf("send: %s", out)
+	}
+	if out := strata("bob", "read", "--wait", "3s"); !strings.Contains(out, "alice: hello from alice") || !strings.Contains(out, "hello from bob (acked)") {
+		t.Errorf("bob read: %s", out)
+	}
+	if out := strata("bob", "read", "--wait", "0s"); strings.Contains(out, "hello") {
+		t.Errorf("read printed old messages again: %s", out)
+	}
+	if out := strata("alice", "rooms"); !strings.Contains(out, "alice, bob") && !strings.Contains(out, "bob, alice") {
+		t.Errorf("rooms: %s", out)
+	}
+	if out := strata("alice", "history", "bob"); !strings.Contains(out, "hello from bob") || !strings.Contains(out, "hello from alice (acked)") {
+		t.Errorf("history: %s", out)
+	}
+	out, err := runIn("/help\n/contacts\n/room bob\nvia chat\n/nonsense\n/history\n", "chat", "--data-dir", dirs["alice"], "--passphrase-file", passFile)
+	if err != nil {
+		t.Fatalf("chat: %v\n%s", err, out)
+	}
+	for _, want := range []string{"/invite", "current room", "sent", "unknown command", "via chat"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("chat output lacks %q:\n%s", want, out)
+		}
+	}
+	if out := strata("bob", "read", "--wait", "3s"); !strings.Contains(out, "alice: via chat") {
+		t.Errorf("bob read after chat: %s", out)
+	}
+}
