@@ -18,6 +18,7 @@ import (
 	"github.com/strata-mix/strata/client"
 	"github.com/strata-mix/strata/mailbox"
 	"github.com/strata-mix/strata/node"
+	"github.com/strata-mix/strata/queue"
 	"github.com/strata-mix/strata/sphinx"
 	"github.com/strata-mix/strata/transport"
 )
@@ -34,7 +35,8 @@ var (
 // demoType is the mailbox type of demo messages.
 const demoType mailbox.Type = 1
 
-// maxAttempts bounds how often a message is put before it counts as lost.
+// maxAttempts bounds how often a direct Put (Config.DirectPuts) is tried
+// before the message counts as lost.
 const maxAttempts = 8
 
 // demoMessage is what a demo client seals for its peer.
@@ -53,14 +55,15 @@ type outgoing struct {
 	sent     time.Time
 	acked    chan struct{}
 	ackOnce  sync.Once
-	finished bool
 }
 
-// demoClient is one demo user: a mix client, its mailbox, its HPKE key.
+// demoClient is one demo user: a mix client, its message queue, its
+// mailbox, its HPKE key.
 type demoClient struct {
 	t     *Testnet
 	name  string
 	c     *client.Client
+	q     *queue.Queue // nil with Config.DirectPuts
 	owner *mailbox.Owner
 	codec mailbox.Codec
 	node  sphinx.NodeID
@@ -74,7 +77,8 @@ type demoClient struct {
 	mu      sync.Mutex
 	inbox   []Message
 	sent    []*outgoing
-	pending map[sphinx.SURBID]*outgoing
+	pending map[sphinx.SURBID]*outgoing // direct Puts awaiting the node's answer
+	byMsg   map[queue.MsgID]*outgoing   // queued messages awaiting their outcome
 	seq     int
 }
 
@@ -109,17 +113,30 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 		return nil, err
 	}
 	d := &demoClient{t: t, name: fmt.Sprintf("client-%d", i+1), c: c, codec: mailbox.CodecFor(sphinx.DefaultGeometry()),
-		node: top.Mailboxes[i%len(top.Mailboxes)].ID, priv: priv, pub: pub, ctx: cctx, stop: cancel, pending: map[sphinx.SURBID]*outgoing{}}
+		node: top.Mailboxes[i%len(top.Mailboxes)].ID, priv: priv, pub: pub, ctx: cctx, stop: cancel, pending: map[sphinx.SURBID]*outgoing{},
+		byMsg: map[queue.MsgID]*outgoing{}}
 	rand.Read(d.box[:])
+	if !t.cfg.DirectPuts {
+		if err := d.openQueue(dir); err != nil {
+			cancel()
+			c.Close()
+			return nil, err
+		}
+	}
 	_, boxKey, _ := ed25519.GenerateKey(rand.Reader)
 	d.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: c, Codec: d.codec, Node: d.node, ID: d.box, Type: demoType,
-		Key: boxKey, FetchEvery: 10 * time.Second, Epoch: func() uint64 {
+		// Every queue chunk is a stored message pushed through one SURB:
+		// keep a deep stock, and fetch often what lost pushes left behind.
+		Key: boxKey, Stock: 32, FetchEvery: 3 * time.Second, Epoch: func() uint64 {
 			if top := t.cache.Current(); top != nil {
 				return top.Epoch
 			}
 			return 0
 		}, Logger: t.cfg.Logger.With("node", d.name)})
 	d.wg.Add(3)
+	if d.q != nil {
+		d.wg.Go(func() { d.runQueue(cctx) })
+	}
 	go func() { defer d.wg.Done(); d.dispatch(cctx) }()
 	go func() { defer d.wg.Done(); d.receive(cctx) }()
 	go func() { defer d.wg.Done(); _ = d.owner.Run(cctx) }()
@@ -127,17 +144,31 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 		d.close()
 		return nil, err
 	}
+	if d.q != nil {
+		// Create stocked a few SURBs; chunks need many more.
+		d.wg.Go(func() {
+			if err := d.owner.Stock(cctx, 32); err != nil && cctx.Err() == nil {
+				d.t.cfg.Logger.Warn("mailbox stock", "client", d.name, "err", err)
+			}
+		})
+	}
 	return d, nil
 }
 
 func (d *demoClient) close() error {
 	d.stop()
 	d.wg.Wait()
-	return d.c.Close()
+	d.c.SetSource(nil)
+	err := d.c.Close()
+	if d.q != nil {
+		err = errors.Join(err, d.q.Close())
+	}
+	return err
 }
 
 // dispatch routes the replies the mix client opens: pushes and answers of
-// the client's own mailbox node, and answers to its puts.
+// the client's own mailbox node, answers to its direct puts, and the rest
+// (acks through the SURBs its queue packed) to its queue.
 func (d *demoClient) dispatch(ctx context.Context) {
 	for {
 		select {
@@ -152,6 +183,11 @@ func (d *demoClient) dispatch(ctx context.Context) {
 			delete(d.pending, r.SURB)
 			d.mu.Unlock()
 			if out == nil {
+				if d.q != nil {
+					if _, err := d.q.Handle("acks", r.Payload); err != nil {
+						d.t.cfg.Logger.Debug("reply", "client", d.name, "err", err)
+					}
+				}
 				continue
 			}
 			if _, err := mailbox.DecodeAnswer(d.codec, r.Payload); err != nil {
@@ -170,23 +206,30 @@ func (d *demoClient) receive(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-d.owner.Messages():
-			msg, err := d.open(m.Data)
-			if err != nil {
-				d.t.cfg.Logger.Warn("undecryptable message", "client", d.name, "err", err)
-				continue
+			for _, sealed := range d.handleStored(m.Data) {
+				d.accept(sealed)
 			}
-			now := time.Now()
-			lat := now.Sub(time.Unix(0, msg.Sent))
-			d.mu.Lock()
-			d.inbox = append(d.inbox, Message{ID: msg.ID, From: msg.From, To: d.name, Text: msg.Text, Status: "delivered",
-				Latency: lat.Seconds(), At: now.Format(time.TimeOnly)})
-			if len(d.inbox) > 200 {
-				d.inbox = d.inbox[len(d.inbox)-200:]
-			}
-			d.mu.Unlock()
-			d.t.delivered(msg.ID, lat)
 		}
 	}
+}
+
+// accept opens a sealed message that reached d and records it.
+func (d *demoClient) accept(sealed []byte) {
+	msg, err := d.open(sealed)
+	if err != nil {
+		d.t.cfg.Logger.Warn("undecryptable message", "client", d.name, "err", err)
+		return
+	}
+	now := time.Now()
+	lat := now.Sub(time.Unix(0, msg.Sent))
+	d.mu.Lock()
+	d.inbox = append(d.inbox, Message{ID: msg.ID, From: msg.From, To: d.name, Text: msg.Text, Status: "delivered",
+		Latency: lat.Seconds(), At: now.Format(time.TimeOnly)})
+	if len(d.inbox) > 200 {
+		d.inbox = d.inbox[len(d.inbox)-200:]
+	}
+	d.mu.Unlock()
+	d.t.delivered(msg.ID, lat)
 }
 
 // seal encrypts a message to d.
@@ -232,9 +275,11 @@ func (d *demoClient) open(b []byte) (demoMessage, error) {
 	return m, json.Unmarshal(plain, &m)
 }
 
-// send seals text for to and puts it into to's mailbox, again until the
-// mailbox node acknowledges it (stored, fsynced) or maxAttempts fail; the
-// attempts go on in the background until the client closes.
+// send seals text for to and queues it for to's mailbox: d's queue sends
+// it as RaptorQ chunks until to's queue acknowledges it. With
+// Config.DirectPuts it is put into to's mailbox whole instead, again until
+// the mailbox node acknowledges it (stored, fsynced) or maxAttempts fail;
+// the attempts go on in the background until the client closes.
 func (d *demoClient) send(to *demoClient, text string) (*outgoing, error) {
 	d.mu.Lock()
 	d.seq++
@@ -245,16 +290,28 @@ func (d *demoClient) send(to *demoClient, text string) (*outgoing, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(sealed) > mailbox.MaxPut(d.codec) {
+	if d.q == nil && len(sealed) > mailbox.MaxPut(d.codec) {
 		return nil, fmt.Errorf("testnet: message too long (%d bytes sealed, at most %d)", len(sealed), mailbox.MaxPut(d.codec))
 	}
 	out := &outgoing{Message: Message{ID: id, From: d.name, To: to.name, Text: text, Status: "queued", At: now.Format(time.TimeOnly)},
 		from: d, to: to, sealed: sealed, sent: now, acked: make(chan struct{})}
-	d.mu.Lock()
-	d.sent = append(d.sent, out)
-	if len(d.sent) > 200 {
-		d.sent = d.sent[len(d.sent)-200:]
+	if d.q != nil {
+		// d.mu is held across Put so that the queue's first packet and
+		// outcome find the message registered.
+		d.mu.Lock()
+		qid, err := d.q.Put(d.ctx, queueRecipient(to), sealed, queue.Reliable)
+		if err != nil {
+			d.mu.Unlock()
+			return nil, fmt.Errorf("testnet: queue: %w", err)
+		}
+		d.byMsg[qid] = out
+		d.addSentLocked(out)
+		d.mu.Unlock()
+		d.t.track(out)
+		return out, nil
 	}
+	d.mu.Lock()
+	d.addSentLocked(out)
 	d.mu.Unlock()
 	d.t.track(out)
 	d.wg.Add(1)
@@ -262,7 +319,15 @@ func (d *demoClient) send(to *demoClient, text string) (*outgoing, error) {
 	return out, nil
 }
 
-// deliver puts out until it is acknowledged.
+// addSentLocked lists out among d's sent messages. d.mu held.
+func (d *demoClient) addSentLocked(out *outgoing) {
+	d.sent = append(d.sent, out)
+	if len(d.sent) > 200 {
+		d.sent = d.sent[len(d.sent)-200:]
+	}
+}
+
+// deliver puts out until it is acknowledged (Config.DirectPuts).
 func (d *demoClient) deliver(ctx context.Context, out *outgoing) {
 	// Forward route, mailbox work and the answer's route through six mixes.
 	wait := 2*time.Second + 20*d.t.cfg.MeanDelay

@@ -39,6 +39,12 @@ type Config struct {
 	// Loss is the fraction of packets every relay drops on purpose, to
 	// show the network delivering through loss.
 	Loss float64
+	// DirectPuts sends each demo message as one mailbox Put with an answer
+	// SURB, resent with exponential backoff until the node answers — the
+	// path before the message queue, kept for comparison. By default
+	// messages go through package queue (RaptorQ chunks, end-to-end acks,
+	// repair symbols sized to the measured loss).
+	DirectPuts bool
 	// MessageEvery is how often each demo client sends a message to the
 	// next one; 0 sends only what Send asks (the dashboard's box).
 	MessageEvery time.Duration

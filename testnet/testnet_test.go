@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -21,16 +22,24 @@ func testLogger(t *testing.T) *slog.Logger {
 // down (5 ms per hop) and fast blocks.
 func startTestnet(t *testing.T, dashboard string) *Testnet {
 	t.Helper()
+	return startTestnetWith(t, func(c *Config) { c.Dashboard = dashboard })
+}
+
+// startTestnetWith is startTestnet with changes to the configuration.
+func startTestnetWith(t *testing.T, change func(*Config)) *Testnet {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a whole network")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	n, err := Start(ctx, Config{
+	cfg := Config{
 		DataDir: t.TempDir(), MeanDelay: 5 * time.Millisecond, BlockInterval: 200 * time.Millisecond,
 		EpochBlocks: 600, LambdaP: 20, LambdaL: 2, LambdaD: 2, LambdaM: 2,
-		Dashboard: dashboard, Logger: testLogger(t),
-	})
+		Logger: testLogger(t),
+	}
+	change(&cfg)
+	n, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,4 +124,51 @@ func TestDashboardWithTheRealTestnet(t *testing.T) {
 	ctx := browser(t)
 	n := startTestnet(t, "127.0.0.1:0")
 	checkDashboard(t, ctx, n.DashboardURL(), 9, 3)
+}
+
+// TestQueueDeliversThroughLoss runs a testnet whose relays drop 20 % of the
+// packets they receive and sends 30 messages between the two clients:
+// every one must arrive, carried by the clients' queues (RaptorQ chunks
+// sized to the loss the loop stream measures, acks through SURBs, repair
+// rounds).
+func TestQueueDeliversThroughLoss(t *testing.T) {
+	n := startTestnetWith(t, func(c *Config) { c.Loss = 0.2 })
+	// Let the loop streams measure the loss first (2 loops/s, ~1 s each).
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, c := range n.clients {
+			ok = ok && c.c.Stats().LoopsLost >= 3
+		}
+		if ok {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // one SetLoss tick
+	const N = 30
+	start := time.Now()
+	for k := range N {
+		if _, err := n.Send(context.Background(), k%2, 1-k%2, fmt.Sprintf("message %d", k)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer func() {
+		for _, cl := range n.clients {
+			qs, cs := cl.q.Stats(), cl.c.Stats()
+			t.Logf("%s: loop loss %.2f, %d replies; queue: %d queued, %d acked, %d rounds (%d resends), %d packets, %d SURBs, %d ack packets, %d delivered, %d duplicates",
+				cl.name, cs.RecentLoopLoss, cs.Replies, qs.Queued, qs.Acked, qs.Rounds, qs.Resends, qs.Packets, qs.SURBItems, qs.AckPackets, qs.Delivered, qs.Duplicates)
+		}
+	}()
+	c := waitDelivered(t, n, N, 40*time.Second)
+	n.stats.mu.Lock()
+	lat := slices.Clone(n.stats.samples)
+	n.stats.mu.Unlock()
+	slices.Sort(lat)
+	t.Logf("%d/%d messages delivered at 20%% loss per relay in %.1fs: p50 %.3fs p99 %.3fs; latencies %.2f", c.Delivered, N,
+		time.Since(start).Seconds(), c.P50, c.P99, lat)
+	if c.Lost != 0 {
+		t.Errorf("counters %+v", c)
+	}
 }
