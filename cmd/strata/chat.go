@@ -109,8 +109,10 @@ func (s *chatSession) events(ctx context.Context) {
 
 func (s *chatSession) run(ctx context.Context, in io.Reader) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go s.events(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.events(ctx) }()
 	s.printf("strata chat — %s. /help for commands.\n", s.ch.Manager().Identity().Name)
 	if rooms := s.ch.Manager().Rooms(); len(rooms) > 0 {
 		s.room = rooms[0].ID

@@ -31,14 +31,18 @@ func (o *clientOpts) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.dataDir, "data-dir", "strata-client", "the user's data directory (keys, mailbox, encrypted store)")
 	f.StringVar(&o.passFile, "passphrase-file", "", "file whose first line is the store passphrase (default $STRATA_PASSPHRASE, else empty)")
-	f.StringVar(&o.logLevel, "log-level", "error", "log level to stderr: debug, info, warn, error")
+	f.StringVar(&o.logLevel, "log-level", "off", "log level to stderr: off, debug, info, warn, error (failures are reported either way)")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to wait for the network (topology, mailbox creation)")
 }
 
 func (o *clientOpts) config(cmd *cobra.Command) (node.ChatConfig, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return node.ChatConfig{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	logger := slog.New(slog.DiscardHandler)
+	if o.logLevel != "off" {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
+			return node.ChatConfig{}, fmt.Errorf("--log-level %q: want off, debug, info, warn or error", o.logLevel)
+		}
+		logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
 	}
 	pass := os.Getenv("STRATA_PASSPHRASE")
 	if o.passFile != "" {
@@ -52,8 +56,7 @@ func (o *clientOpts) config(cmd *cobra.Command) (node.ChatConfig, error) {
 	if o.dataDir == "" {
 		return node.ChatConfig{}, errors.New("--data-dir is empty")
 	}
-	return node.ChatConfig{DataDir: o.dataDir, Passphrase: pass,
-		Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))}, nil
+	return node.ChatConfig{DataDir: o.dataDir, Passphrase: pass, Logger: logger}, nil
 }
 
 // start starts the user on the network.
@@ -328,7 +331,14 @@ func newClientSendCmd(o *clientOpts) *cobra.Command {
 				return fmt.Errorf("send: %w", err)
 			}
 			flush(cmd, ch, wait)
-			st := ch.Status(room, e2e.Entry{Seq: seq, Outgoing: true, Status: e2e.StatusSent})
+			st := e2e.StatusSent
+			if hist, err := ch.Manager().History(room); err == nil {
+				for _, e := range hist {
+					if e.Seq == seq && e.Outgoing {
+						st = ch.Status(room, e)
+					}
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "#%d %s\n", seq, st)
 			return nil
 		},

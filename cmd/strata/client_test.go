@@ -99,9 +99,12 @@ func TestClientScriptedRun(t *testing.T) {
 	codes := map[string]string{}
 	for who := range dirs {
 		out := strata(who, "init", "--chain", n.RPC(), "--name", who)
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		codes[who] = lines[len(lines)-1]
-		if !strings.HasPrefix(codes[who], "strata1") {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "strata1") {
+				codes[who] = l
+			}
+		}
+		if codes[who] == "" {
 			t.Fatalf("init printed no code: %s", out)
 		}
 	}
