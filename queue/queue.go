@@ -204,7 +204,7 @@ type Queue struct {
 	outcomes []Outcome
 
 	in        map[StreamID]*inStream
-	acksDue   map[StreamID]struct{}
+	acksDue   map[StreamID]int // ack copies still to send
 	inMsgs    map[MsgID]*inMsg
 	fromBytes map[string]int
 	lastScan  time.Time
@@ -276,7 +276,7 @@ func Open(cfg Config) (*Queue, error) {
 		byStream:  map[StreamID]*recipQ{},
 		msgs:      map[MsgID]*outMsg{},
 		in:        map[StreamID]*inStream{},
-		acksDue:   map[StreamID]struct{}{},
+		acksDue:   map[StreamID]int{},
 		inMsgs:    map[MsgID]*inMsg{},
 		fromBytes: map[string]int{},
 	}

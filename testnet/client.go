@@ -201,6 +201,11 @@ func (d *demoClient) dispatch(ctx context.Context) {
 
 // receive opens the messages the mailbox delivers.
 func (d *demoClient) receive(ctx context.Context) {
+	restock := make(chan struct{}, 1)
+	if d.q != nil {
+		d.wg.Go(func() { d.restock(ctx, restock) })
+	}
+	got := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -208,6 +213,36 @@ func (d *demoClient) receive(ctx context.Context) {
 		case m := <-d.owner.Messages():
 			for _, sealed := range d.handleStored(m.Data) {
 				d.accept(sealed)
+			}
+			if got++; got%restockEvery == 0 {
+				select {
+				case restock <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// Queue chunks are many small stored messages, each pushed through one
+// SURB of the mailbox's stock, and pushes lost on the way spend SURBs too.
+// The node asks for more when its stock runs low, but that request can be
+// lost; so every restockEvery messages received the owner sends
+// restockSURBs more (about what the pushes spent at 50 % return loss).
+const (
+	restockEvery = 4
+	restockSURBs = 10
+)
+
+// restock stocks d's mailbox at each signal until ctx ends.
+func (d *demoClient) restock(ctx context.Context, signal <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-signal:
+			if err := d.owner.Stock(ctx, restockSURBs); err != nil && ctx.Err() == nil {
+				d.t.cfg.Logger.Warn("mailbox stock", "client", d.name, "err", err)
 			}
 		}
 	}

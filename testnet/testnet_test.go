@@ -31,14 +31,15 @@ func startTestnetWith(t *testing.T, change func(*Config)) *Testnet {
 	if testing.Short() {
 		t.Skip("starts a whole network")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	cfg := Config{
 		DataDir: t.TempDir(), MeanDelay: 5 * time.Millisecond, BlockInterval: 200 * time.Millisecond,
 		EpochBlocks: 600, LambdaP: 20, LambdaL: 2, LambdaD: 2, LambdaM: 2,
 		Logger: testLogger(t),
 	}
 	change(&cfg)
+	// Through loss, creating the mailboxes takes a few round trips.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(60+300*cfg.Loss)*time.Second)
+	defer cancel()
 	n, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
