@@ -88,7 +88,33 @@ type Config struct {
 	// contacts in them (by default a Welcome only has to use one of our
 	// unused key packages, which we hand out on our cards).
 	RequireKnownContact bool
-	Logger              *slog.Logger
+	// MaxPayload, if positive, is the largest payload the Transport can
+	// deliver: an invite, removal or message whose payload would be larger
+	// is refused with ErrTooLarge before anything is stored or sent (the
+	// room stays as it was).
+	MaxPayload int
+	Logger     *slog.Logger
+}
+
+// ErrTooLarge refuses what the Transport could not deliver (see
+// Config.MaxPayload).
+var ErrTooLarge = errors.New("e2e: payload larger than the transport delivers")
+
+// checkSize applies Config.MaxPayload to outs.
+func (m *Manager) checkSize(outs []outgoing) error {
+	for _, o := range outs {
+		if m.cfg.MaxPayload > 0 && len(o.to) > 0 && len(o.payload) > m.cfg.MaxPayload {
+			return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(o.payload), m.cfg.MaxPayload)
+		}
+	}
+	return nil
+}
+
+// undo restores a room from the store after a refused change.
+func (m *Manager) undo(id RoomID) {
+	if err := m.reloadRoom(id); err != nil {
+		m.log.Warn("e2e: reloading a room", "room", id, "err", err)
+	}
 }
 
 // Manager holds one user's contacts and rooms. It is safe for concurrent
@@ -473,6 +499,10 @@ func (m *Manager) invite(id RoomID, keys []ed25519.PublicKey) ([]outgoing, error
 		cards = append(cards, c)
 	}
 	var outs []outgoing
+	saved := make([][][]byte, len(cards))
+	for i, c := range cards {
+		saved[i] = c.KeyPackages
+	}
 	s := m.cfg.Store
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		var in Intent
@@ -484,8 +514,17 @@ func (m *Manager) invite(id RoomID, keys []ed25519.PublicKey) ([]outgoing, error
 			in.Adds = append(in.Adds, kp)
 		}
 		outs, err = m.commit(tx, r, in)
+		if err == nil {
+			err = m.checkSize(outs)
+		}
 		return err
 	})
+	if err != nil {
+		for i, c := range cards {
+			c.KeyPackages = saved[i]
+		}
+		m.undo(id)
+	}
 	return outs, err
 }
 
@@ -535,8 +574,14 @@ func (m *Manager) Remove(ctx context.Context, id RoomID, keys ...ed25519.PublicK
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			var err error
 			outs, err = m.commit(tx, r, in)
+			if err == nil {
+				err = m.checkSize(outs)
+			}
 			return err
 		})
+		if err != nil {
+			m.undo(id)
+		}
 	}
 	m.mu.Unlock()
 	if err != nil {
@@ -575,6 +620,10 @@ func (m *Manager) Send(ctx context.Context, id RoomID, text string) error {
 	if err == nil {
 		var ct []byte
 		ct, err = r.o.encrypt(append([]byte{contentText}, text...))
+		if err == nil && m.cfg.MaxPayload > 0 && len(wrap(ct)) > m.cfg.MaxPayload {
+			err = fmt.Errorf("%w: %d bytes, at most %d (shorten the text)", ErrTooLarge, len(wrap(ct)), m.cfg.MaxPayload)
+			m.undo(id)
+		}
 		if err == nil {
 			s := m.cfg.Store
 			err = s.db.Update(func(tx *bolt.Tx) error {

@@ -39,6 +39,8 @@ const (
 // ErrTooLarge is returned by Deliver for a payload that does not fit one
 // mailbox put. Package queue will chunk such payloads; until then large
 // Welcomes (rooms of more than about four members) cannot be delivered.
+// The Manager refuses them earlier, with e2e.ErrTooLarge, before the room
+// changes (e2e.Config.MaxPayload).
 var ErrTooLarge = errors.New("node: e2e payload larger than one mailbox put")
 
 // ChatConfig configures a chat user (see StartChat).
@@ -247,7 +249,7 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 		return nil, fmt.Errorf("node: chat: %w", err)
 	}
 	ch.m, err = e2e.Open(e2e.Config{Store: ch.store, Transport: (*chatTransport)(ch), Addresses: []e2e.Address{addr},
-		Name: cfg.Name, Logger: log.With("part", "e2e")})
+		Name: cfg.Name, MaxPayload: mailbox.MaxPut(ch.codec), Logger: log.With("part", "e2e")})
 	if err != nil {
 		return nil, fmt.Errorf("node: chat: %w", err)
 	}
