@@ -156,9 +156,9 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 }
 
 func (d *demoClient) close() error {
+	d.c.SetSource(nil)
 	d.stop()
 	d.wg.Wait()
-	d.c.SetSource(nil)
 	err := d.c.Close()
 	if d.q != nil {
 		err = errors.Join(err, d.q.Close())
