@@ -21,7 +21,7 @@ const chatHelp = `commands:
   /add CODE          import a contact code and open a 1:1 chat
   /rooms             list rooms
   /room NAME         switch to a room (by name, id or contact); creates it if unknown
-  /invite NAME...    add contacts to the current room
+  /invite NAME...    add contacts (by name, or a contact code) to the current room
   /remove NAME...    remove members from the current room
   /leave             leave the current room
   /history           print the current room's history

@@ -280,23 +280,24 @@ func newClientContactCmd(o *clientOpts) *cobra.Command {
 // findRoom resolves a room by id (or a prefix of at least 4 hex digits),
 // name, or the name of a contact whose 1:1 room it is.
 func findRoom(m *e2e.Manager, target string) (e2e.RoomID, error) {
-	var hits []e2e.RoomID
+	var hits, direct []e2e.RoomID
 	rooms := m.Rooms()
 	for _, r := range rooms {
 		if r.ID.String() == target || (len(target) >= 4 && strings.HasPrefix(r.ID.String(), target)) || r.Name == target {
 			hits = append(hits, r.ID)
 		}
-	}
-	if len(hits) == 0 {
-		for _, r := range rooms {
-			if len(r.Members) == 2 && !r.Removed {
-				for _, mem := range r.Members {
-					if mem.Name == target && !mem.Key.Equal(m.Identity().Public()) {
-						hits = append(hits, r.ID)
-					}
+		if len(r.Members) == 2 && !r.Removed {
+			for _, mem := range r.Members {
+				if mem.Name == target && !mem.Key.Equal(m.Identity().Public()) {
+					direct = append(direct, r.ID)
 				}
 			}
 		}
+	}
+	// A contact's name picks the 1:1 chat with them over rooms that took
+	// their name (a room joined by Welcome is named after a contact in it).
+	if len(hits) != 1 && len(direct) == 1 {
+		return direct[0], nil
 	}
 	switch len(hits) {
 	case 0:
@@ -492,10 +493,22 @@ func newClientHistoryCmd(o *clientOpts) *cobra.Command {
 	}
 }
 
-// contactKeys resolves contact names (or key prefixes) to keys.
+// contactKeys resolves contact names (or key prefixes) to keys; a contact
+// code (strata1…) is imported first.
 func contactKeys(m *e2e.Manager, names []string) ([]ed25519.PublicKey, error) {
 	var keys []ed25519.PublicKey
 	for _, n := range names {
+		if strings.HasPrefix(strings.ToLower(n), "strata1") {
+			c, err := e2e.ParseCode(n)
+			if err != nil {
+				return nil, err
+			}
+			if err := m.ImportContact(c); err != nil {
+				return nil, err
+			}
+			keys = append(keys, c.Key)
+			continue
+		}
 		var hit ed25519.PublicKey
 		for _, c := range m.Contacts() {
 			if c.Name == n || (len(n) >= 8 && strings.HasPrefix(hex.EncodeToString(c.Key), n)) {
@@ -572,7 +585,7 @@ func newClientRoomCmd(o *clientOpts) *cobra.Command {
 			return nil
 		},
 	}
-	invite := member("invite ROOM CONTACT...", "Add contacts to a room", 2, func(ctx context.Context, ch *node.Chat, room e2e.RoomID, keys []ed25519.PublicKey) error {
+	invite := member("invite ROOM CONTACT-OR-CODE...", "Add contacts (by name, or a contact code) to a room", 2, func(ctx context.Context, ch *node.Chat, room e2e.RoomID, keys []ed25519.PublicKey) error {
 		return ch.Manager().Invite(ctx, room, keys...)
 	})
 	remove := member("remove ROOM CONTACT...", "Remove members from a room", 2, func(ctx context.Context, ch *node.Chat, room e2e.RoomID, keys []ed25519.PublicKey) error {

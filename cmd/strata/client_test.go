@@ -148,6 +148,26 @@ func TestClientScriptedRun(t *testing.T) {
 	if out := strata("alice", "history", "bob"); !strings.Contains(out, "hello from bob") || !strings.Contains(out, "hello from alice (acked)") {
 		t.Errorf("history: %s", out)
 	}
+	// A room: alice invites bob by his code.
+	bobCode := strings.TrimSpace(strata("bob", "card"))
+	strata("alice", "room", "create", "team")
+	if out := strata("alice", "room", "invite", "team", bobCode); !strings.Contains(out, "team") || !strings.Contains(out, "alice, bob") {
+		t.Errorf("room invite: %s", out)
+	}
+	if out := strata("alice", "send", "team", "hi team"); !strings.Contains(out, "acked") {
+		t.Errorf("send to room: %s", out)
+	}
+	if out := strata("bob", "read", "--wait", "3s"); !strings.Contains(out, "joined room") || !strings.Contains(out, "alice: hi team") {
+		t.Errorf("bob read room: %s", out)
+	}
+	// bob's side names the joined room after alice (MLS carries no room
+	// name): "alice" is now ambiguous and must be refused.
+	if out, err := run("client", "send", "alice", "which?", "--data-dir", dirs["bob"], "--passphrase-file", passFile); err == nil || !strings.Contains(err.Error(), "room id") {
+		t.Errorf("ambiguous send: %v %s", err, out)
+	}
+	if _, err := run("client", "room", "invite", "team", "nobody", "--data-dir", dirs["alice"], "--passphrase-file", passFile); err == nil {
+		t.Error("invite of an unknown contact succeeded")
+	}
 	out, err := runIn("/help\n/contacts\n/room bob\nvia chat\n/nonsense\n/history\n", "chat", "--data-dir", dirs["alice"], "--passphrase-file", passFile)
 	if err != nil {
 		t.Fatalf("chat: %v\n%s", err, out)
