@@ -183,6 +183,9 @@ type Stats struct {
 	BadPayloads, Rejected           uint64 // malformed payloads; chunks refused by limits
 	UnknownAcks, Expired            uint64 // acks for unknown streams; partial messages dropped
 	InFlight, Reassembling, Pending int
+	// Unsent counts the messages in flight whose current round has not
+	// wholly left yet (being prepared or waiting for payload slots).
+	Unsent int
 }
 
 // Queue is a sender's and a receiver's message queue. Safe for concurrent
@@ -306,6 +309,11 @@ func (q *Queue) Stats() Stats {
 	s.InFlight = len(q.msgs)
 	s.Reassembling = len(q.inMsgs)
 	s.Pending = q.ready.Len()
+	for _, m := range q.msgs {
+		if m.state == stPrep || m.state == stSending {
+			s.Unsent++
+		}
+	}
 	return s
 }
 

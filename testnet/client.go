@@ -63,7 +63,7 @@ type demoClient struct {
 	t     *Testnet
 	name  string
 	c     *client.Client
-	q     *queue.Queue // nil with Config.DirectPuts
+	mq    *node.MailQueue // nil with Config.DirectPuts
 	owner *mailbox.Owner
 	codec mailbox.Codec
 	node  sphinx.NodeID
@@ -116,6 +116,16 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 		node: top.Mailboxes[i%len(top.Mailboxes)].ID, priv: priv, pub: pub, ctx: cctx, stop: cancel, pending: map[sphinx.SURBID]*outgoing{},
 		byMsg: map[queue.MsgID]*outgoing{}}
 	rand.Read(d.box[:])
+	_, boxKey, _ := ed25519.GenerateKey(rand.Reader)
+	d.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: c, Codec: d.codec, Node: d.node, ID: d.box, Type: demoType,
+		// Every queue chunk is a stored message pushed through one SURB:
+		// keep a deep stock, and fetch often what lost pushes left behind.
+		Key: boxKey, Stock: node.MailQueueStock, FetchEvery: 3 * time.Second, Epoch: func() uint64 {
+			if top := t.cache.Current(); top != nil {
+				return top.Epoch
+			}
+			return 0
+		}, Logger: t.cfg.Logger.With("node", d.name)})
 	if !t.cfg.DirectPuts {
 		if err := d.openQueue(dir); err != nil {
 			cancel()
@@ -123,19 +133,9 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 			return nil, err
 		}
 	}
-	_, boxKey, _ := ed25519.GenerateKey(rand.Reader)
-	d.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: c, Codec: d.codec, Node: d.node, ID: d.box, Type: demoType,
-		// Every queue chunk is a stored message pushed through one SURB:
-		// keep a deep stock, and fetch often what lost pushes left behind.
-		Key: boxKey, Stock: 32, FetchEvery: 3 * time.Second, Epoch: func() uint64 {
-			if top := t.cache.Current(); top != nil {
-				return top.Epoch
-			}
-			return 0
-		}, Logger: t.cfg.Logger.With("node", d.name)})
 	d.wg.Add(3)
-	if d.q != nil {
-		d.wg.Go(func() { d.runQueue(cctx) })
+	if d.mq != nil {
+		d.wg.Go(func() { d.mq.Run(cctx) })
 	}
 	go func() { defer d.wg.Done(); d.dispatch(cctx) }()
 	go func() { defer d.wg.Done(); d.receive(cctx) }()
@@ -144,10 +144,10 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 		d.close()
 		return nil, err
 	}
-	if d.q != nil {
+	if d.mq != nil {
 		// Create stocked a few SURBs; chunks need many more.
 		d.wg.Go(func() {
-			if err := d.owner.Stock(cctx, 32); err != nil && cctx.Err() == nil {
+			if err := d.mq.Stock(cctx); err != nil && cctx.Err() == nil {
 				d.t.cfg.Logger.Warn("mailbox stock", "client", d.name, "err", err)
 			}
 		})
@@ -156,12 +156,11 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 }
 
 func (d *demoClient) close() error {
-	d.c.SetSource(nil)
 	d.stop()
-	d.wg.Wait()
+	d.wg.Wait() // the queue's Run unplugs it from the client
 	err := d.c.Close()
-	if d.q != nil {
-		err = errors.Join(err, d.q.Close())
+	if d.mq != nil {
+		err = errors.Join(err, d.mq.Close())
 	}
 	return err
 }
@@ -183,10 +182,8 @@ func (d *demoClient) dispatch(ctx context.Context) {
 			delete(d.pending, r.SURB)
 			d.mu.Unlock()
 			if out == nil {
-				if d.q != nil {
-					if _, err := d.q.Handle("acks", r.Payload); err != nil {
-						d.t.cfg.Logger.Debug("reply", "client", d.name, "err", err)
-					}
+				if d.mq != nil {
+					d.mq.HandleReply(r.Payload)
 				}
 				continue
 			}
@@ -201,11 +198,6 @@ func (d *demoClient) dispatch(ctx context.Context) {
 
 // receive opens the messages the mailbox delivers.
 func (d *demoClient) receive(ctx context.Context) {
-	restock := make(chan struct{}, 1)
-	if d.q != nil {
-		d.wg.Go(func() { d.restock(ctx, restock) })
-	}
-	got := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -213,36 +205,6 @@ func (d *demoClient) receive(ctx context.Context) {
 		case m := <-d.owner.Messages():
 			for _, sealed := range d.handleStored(m.Data) {
 				d.accept(sealed)
-			}
-			if got++; got%restockEvery == 0 {
-				select {
-				case restock <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}
-}
-
-// Queue chunks are many small stored messages, each pushed through one
-// SURB of the mailbox's stock, and pushes lost on the way spend SURBs too.
-// The node asks for more when its stock runs low, but that request can be
-// lost; so every restockEvery messages received the owner sends
-// restockSURBs more (about what the pushes spent at 50 % return loss).
-const (
-	restockEvery = 4
-	restockSURBs = 10
-)
-
-// restock stocks d's mailbox at each signal until ctx ends.
-func (d *demoClient) restock(ctx context.Context, signal <-chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-signal:
-			if err := d.owner.Stock(ctx, restockSURBs); err != nil && ctx.Err() == nil {
-				d.t.cfg.Logger.Warn("mailbox stock", "client", d.name, "err", err)
 			}
 		}
 	}
@@ -325,19 +287,19 @@ func (d *demoClient) send(to *demoClient, text string) (*outgoing, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.q == nil && len(sealed) > mailbox.MaxPut(d.codec) {
+	if d.mq == nil && len(sealed) > mailbox.MaxPut(d.codec) {
 		return nil, fmt.Errorf("testnet: message too long (%d bytes sealed, at most %d)", len(sealed), mailbox.MaxPut(d.codec))
 	}
 	out := &outgoing{Message: Message{ID: id, From: d.name, To: to.name, Text: text, Status: "queued", At: now.Format(time.TimeOnly)},
 		from: d, to: to, sealed: sealed, sent: now, acked: make(chan struct{})}
-	if d.q != nil {
+	if d.mq != nil {
 		// d.mu is held across Put so that the queue's first packet and
 		// outcome find the message registered.
 		d.mu.Lock()
-		qid, err := d.q.Put(d.ctx, queueRecipient(to), sealed, queue.Reliable)
+		qid, err := d.mq.Put(d.ctx, to.node, to.box, sealed)
 		if err != nil {
 			d.mu.Unlock()
-			return nil, fmt.Errorf("testnet: queue: %w", err)
+			return nil, fmt.Errorf("testnet: %w", err)
 		}
 		d.byMsg[qid] = out
 		d.addSentLocked(out)

@@ -157,7 +157,7 @@ func TestQueueDeliversThroughLoss(t *testing.T) {
 	}
 	defer func() {
 		for _, cl := range n.clients {
-			qs, cs := cl.q.Stats(), cl.c.Stats()
+			qs, cs := cl.mq.Queue().Stats(), cl.c.Stats()
 			t.Logf("%s: loop loss %.2f, %d replies; queue: %d queued, %d acked, %d rounds (%d resends), %d packets, %d SURBs, %d ack packets, %d delivered, %d duplicates",
 				cl.name, cs.RecentLoopLoss, cs.Replies, qs.Queued, qs.Acked, qs.Rounds, qs.Resends, qs.Packets, qs.SURBItems, qs.AckPackets, qs.Delivered, qs.Duplicates)
 		}

@@ -129,7 +129,7 @@ Prometheus metrics; the addresses are printed. Ctrl-C stops everything.`,
 	f.IntVar(&cfg.Mailboxes, "mailboxes", 2, "number of mailbox nodes")
 	f.IntVar(&cfg.Clients, "clients", 2, "number of demo clients")
 	f.DurationVar(&cfg.MeanDelay, "mean-delay", 50*time.Millisecond, "mean per-hop mix delay")
-	f.Float64Var(&cfg.LambdaP, "lambda-p", 0, "clients' payload rate λP, packets/s (0: the chain default, 2)")
+	f.Float64Var(&cfg.LambdaP, "lambda-p", 10, "clients' payload rate λP, packets/s (0: the chain default, 2); the queue's repair rounds need slots, and at 10/s a slot waits 0.1 s on average")
 	f.Float64Var(&cfg.LambdaL, "lambda-l", 0, "clients' loop rate λL, packets/s (0: default 0.5)")
 	f.Float64Var(&cfg.LambdaD, "lambda-d", 0, "clients' drop rate λD, packets/s (0: default 0.5)")
 	f.Float64Var(&cfg.LambdaM, "lambda-m", 0, "relays' loop rate λM, packets/s (0: default 0.5)")
