@@ -75,8 +75,56 @@ type OwnerConfig struct {
 	// changes, since the SURBs at the node name the old home. The node
 	// spends the newest SURBs first, so pushes go to the new home at once.
 	// Default: Mix's Home method if it has one (client.Client does).
-	Home   func() sphinx.NodeID
+	Home func() sphinx.NodeID
+	// Dedup, if set, is shared by the owners of all of one user's
+	// mailboxes (on one node or several): a message put into more than one
+	// of them is delivered by the first owner that receives it only.
+	Dedup  *Dedup
 	Logger *slog.Logger
+}
+
+// A Dedup remembers the ids of the last messages the owners sharing it
+// delivered (OwnerConfig.Dedup), so that a message a sender put into
+// several mailboxes of one user reaches the user once. It is bounded: a
+// copy arriving after more than its capacity of other messages is
+// delivered again (the layers above drop it: the queue by message id, MLS
+// by generation). Safe for concurrent use.
+type Dedup struct {
+	mu   sync.Mutex
+	seen map[MessageID]struct{}
+	ring []MessageID // the remembered ids, oldest at next once full
+	next int
+}
+
+// DefaultDedup is the capacity NewDedup uses for n <= 0: a week of a busy
+// user's messages, 32 bytes each (about 4 MiB with the map).
+const DefaultDedup = 1 << 16
+
+// NewDedup returns a Dedup remembering the last n message ids.
+func NewDedup(n int) *Dedup {
+	if n <= 0 {
+		n = DefaultDedup
+	}
+	return &Dedup{seen: make(map[MessageID]struct{}, n), ring: make([]MessageID, 0, n)}
+}
+
+// First reports whether id was not seen before (among the last ids
+// remembered), and remembers it.
+func (d *Dedup) First(id MessageID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.seen[id]; ok {
+		return false
+	}
+	if len(d.ring) < cap(d.ring) {
+		d.ring = append(d.ring, id)
+	} else {
+		delete(d.seen, d.ring[d.next])
+		d.ring[d.next] = id
+		d.next = (d.next + 1) % len(d.ring)
+	}
+	d.seen[id] = struct{}{}
+	return true
 }
 
 // Owner keeps a mailbox stocked with SURBs and receives what its node
@@ -280,7 +328,7 @@ func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
 				}
 			}
 			o.mu.Unlock()
-			if dup {
+			if dup || (o.cfg.Dedup != nil && !o.cfg.Dedup.First(m.ID)) {
 				continue
 			}
 			select {

@@ -126,3 +126,89 @@ func TestOwnerRestocksWhenHomeChanges(t *testing.T) {
 	home.Store(&sphinx.NodeID{2})
 	waitUntil(t, "re-stock after the home changed", func() bool { return tb.node.Stock(o.cfg.ID) >= before+4 })
 }
+
+// A message put into two mailboxes of one user is delivered once when
+// their owners share a Dedup, and twice when they do not.
+func TestOwnersSharingDedupDeliverOnce(t *testing.T) {
+	tb := newTestbed(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	count := func(dedup *Dedup, msg string) int {
+		t.Helper()
+		var owners []*Owner
+		for range 2 {
+			o, _ := newOwner(t, tb, OwnerConfig{Stock: 4, Dedup: dedup})
+			if err := o.Create(ctx); err != nil {
+				t.Fatal(err)
+			}
+			go o.Run(ctx)
+			owners = append(owners, o)
+		}
+		for _, o := range owners {
+			waitUntil(t, "stock", func() bool { return tb.node.Stock(o.cfg.ID) > 0 })
+			if _, err := Put(ctx, tbMix{tb, tb.newUser()}, tb.codec, sphinx.NodeID{}, o.cfg.ID, 7, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := 0
+		// Both pushes arrive within a second here; then one fetch each
+		// shows nothing is held back.
+		deadline := time.After(3 * time.Second)
+		for _, o := range owners {
+			if err := o.Fetch(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for {
+			select {
+			case m := <-owners[0].Messages():
+				n += check(t, m, msg)
+			case m := <-owners[1].Messages():
+				n += check(t, m, msg)
+			case <-deadline:
+				return n
+			}
+		}
+	}
+	if n := count(NewDedup(0), "to both mailboxes"); n != 1 {
+		t.Errorf("shared Dedup: delivered %d times, want once", n)
+	}
+	if n := count(nil, "to both again"); n != 2 {
+		t.Errorf("no Dedup: delivered %d times, want twice (once per mailbox)", n)
+	}
+}
+
+func check(t *testing.T, m Message, want string) int {
+	t.Helper()
+	if string(m.Data) != want {
+		t.Errorf("delivered %q, want %q", m.Data, want)
+	}
+	return 1
+}
+
+func TestDedupForgetsTheOldest(t *testing.T) {
+	d := NewDedup(3)
+	ids := make([]MessageID, 5)
+	for i := range ids {
+		ids[i] = MessageIDOf([]byte{byte(i)})
+	}
+	for _, id := range ids[:3] {
+		if !d.First(id) {
+			t.Fatal("a new id counted as seen")
+		}
+	}
+	if d.First(ids[1]) {
+		t.Error("a remembered id counted as new")
+	}
+	d.First(ids[3]) // evicts ids[0]
+	d.First(ids[4]) // evicts ids[1]
+	if !d.First(ids[0]) {
+		t.Error("the oldest id is still remembered past the capacity")
+	}
+	if d.First(ids[4]) || d.First(ids[3]) {
+		t.Error("recent ids forgotten")
+	}
+	if len(d.seen) != 3 {
+		t.Errorf("remembers %d ids, want 3", len(d.seen))
+	}
+}
