@@ -1,0 +1,400 @@
+package mailbox
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/strata-mix/strata/sphinx"
+)
+
+var updateVectors = flag.Bool("update", false, "rewrite testdata/vectors.json")
+
+const vectorsPath = "testdata/vectors.json"
+
+// hexBytes is a byte string that JSON carries as hex. An empty one is
+// omitted (with omitempty) and reads back as nil.
+type hexBytes []byte
+
+func (h hexBytes) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
+func (h *hexBytes) UnmarshalText(b []byte) error {
+	v, err := hex.DecodeString(string(b))
+	*h = v
+	return err
+}
+
+// hb normalizes an empty byte string to nil, as JSON reads it back.
+func hb(b []byte) hexBytes {
+	if len(b) == 0 {
+		return nil
+	}
+	return bytes.Clone(b)
+}
+
+// vectorFile is mailbox/testdata/vectors.json.
+type vectorFile struct {
+	Comment       string         `json:"comment"`
+	SURBSize      int            `json:"surb_size"`
+	MaxSize       int            `json:"max_size"`
+	SignatureSize int            `json:"signature_size"`
+	KeySeed       hexBytes       `json:"ed25519_seed"`
+	PublicKey     hexBytes       `json:"ed25519_public_key"`
+	Requests      []reqVector    `json:"requests"`
+	Responses     []respVector   `json:"responses"`
+	Filters       []filterVector `json:"deletion_filters"`
+}
+
+type reqVector struct {
+	Name       string     `json:"name"`
+	Op         Op         `json:"op"`
+	OpName     string     `json:"op_name"`
+	Mailbox    hexBytes   `json:"mailbox"`
+	Type       Type       `json:"type"`
+	Time       uint64     `json:"time,omitempty"`
+	Plugin     byte       `json:"plugin,omitempty"`
+	Credential hexBytes   `json:"credential,omitempty"`
+	After      uint64     `json:"after,omitempty"`
+	SURBs      []hexBytes `json:"surbs,omitempty"`
+	Message    hexBytes   `json:"message,omitempty"`
+	Filter     hexBytes   `json:"filter,omitempty"`
+	// Signed is what the signature covers (SignedBytes).
+	Signed    hexBytes `json:"signed_message,omitempty"`
+	Signature hexBytes `json:"signature,omitempty"`
+	Encoding  hexBytes `json:"encoding"`
+}
+
+type vecMessage struct {
+	Seq  uint64   `json:"seq"`
+	Data hexBytes `json:"data"`
+}
+
+type respVector struct {
+	Name     string       `json:"name"`
+	Op       Op           `json:"op"`
+	OpName   string       `json:"op_name"`
+	Mailbox  hexBytes     `json:"mailbox"`
+	For      Op           `json:"for,omitempty"`
+	Code     ErrorCode    `json:"code,omitempty"`
+	Text     string       `json:"text,omitempty"`
+	Detail   hexBytes     `json:"detail,omitempty"`
+	Messages []vecMessage `json:"messages,omitempty"`
+	Stock    uint16       `json:"stock,omitempty"`
+	Encoding hexBytes     `json:"encoding"`
+}
+
+type filterVector struct {
+	Name string `json:"name"`
+	// N and P size the filter (NewDeletionFilter); they are not on the wire.
+	N    int      `json:"n"`
+	P    float64  `json:"p"`
+	K    int      `json:"k"`
+	Salt hexBytes `json:"salt"`
+	// IDs are the message ids added; Absent are ids the filter must not
+	// match.
+	IDs      []hexBytes `json:"ids"`
+	Absent   []hexBytes `json:"absent"`
+	Bits     hexBytes   `json:"bits"`
+	Encoding hexBytes   `json:"encoding"`
+}
+
+const vectorComment = "Strata mailbox protocol test vectors (docs/mailbox.md, \"Protocol\" and \"Deletions by Bloom filter\"), " +
+	"for the codec of the default Sphinx geometry (mailbox.CodecFor(sphinx.DefaultGeometry())). " +
+	"Byte strings are hex. Signed requests are signed with the Ed25519 key of 'ed25519_seed'; " +
+	"'signed_message' is what the signature covers. SURBs are filler bytes of the SURB size: the codec does not parse them. " +
+	"Responses may be followed by zero padding up to max_size. A deletion filter's 'ids' are SHA-256 of the messages " +
+	"\"message 0\", \"message 1\", ...; 'n' and 'p' only size the filter, 'encoding' is what an OpDelete carries."
+
+var opNames = map[Op]string{
+	OpCreate: "create", OpPut: "put", OpStock: "stock", OpFetch: "fetch", OpDelete: "delete",
+	OpOK: "ok", OpDeliver: "deliver", OpNeedSURBs: "need-surbs", OpError: "error",
+}
+
+func vectorCodec() Codec { return CodecFor(sphinx.DefaultGeometry()) }
+
+func vectorKey() ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("strata mailbox test vector key"))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func signWith(key ed25519.PrivateKey) func([]byte) ([]byte, error) {
+	return func(msg []byte) ([]byte, error) { return ed25519.Sign(key, msg), nil }
+}
+
+func reqVectorOf(name string, r *Request, signed, encoding []byte) reqVector {
+	v := reqVector{Name: name, Op: r.Op, OpName: opNames[r.Op], Mailbox: hb(r.Mailbox[:]), Type: r.Type, Time: r.Time,
+		Plugin: r.Plugin, Credential: hb(r.Credential), After: r.After, Message: hb(r.Message), Filter: hb(r.Filter),
+		Signed: hb(signed), Signature: hb(r.Signature), Encoding: hb(encoding)}
+	for _, s := range r.SURBs {
+		v.SURBs = append(v.SURBs, hb(s))
+	}
+	return v
+}
+
+// request returns the request a vector describes, without its signature.
+func (v reqVector) request() *Request {
+	r := &Request{Op: v.Op, Mailbox: ID(v.Mailbox), Type: v.Type, Time: v.Time, Plugin: v.Plugin,
+		Credential: v.Credential, After: v.After, Message: v.Message, Filter: v.Filter}
+	for _, s := range v.SURBs {
+		r.SURBs = append(r.SURBs, s)
+	}
+	return r
+}
+
+func respVectorOf(name string, r *Response, encoding []byte) respVector {
+	v := respVector{Name: name, Op: r.Op, OpName: opNames[r.Op], Mailbox: hb(r.Mailbox[:]), For: r.For, Code: r.Code,
+		Text: r.Text, Detail: hb(r.Detail), Stock: r.Stock, Encoding: hb(encoding)}
+	for _, m := range r.Messages {
+		v.Messages = append(v.Messages, vecMessage{Seq: m.Seq, Data: hb(m.Data)})
+	}
+	return v
+}
+
+func (v respVector) response() *Response {
+	r := &Response{Op: v.Op, Mailbox: ID(v.Mailbox), For: v.For, Code: v.Code, Text: v.Text, Detail: v.Detail, Stock: v.Stock}
+	for _, m := range v.Messages {
+		r.Messages = append(r.Messages, Message{Seq: m.Seq, Data: m.Data})
+	}
+	return r
+}
+
+// buildFilter makes the filter a vector describes from its inputs.
+func (v filterVector) build() (*DeletionFilter, error) {
+	f, err := NewDeletionFilter(bytes.NewReader(v.Salt), v.N, v.P)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range v.IDs {
+		f.Add(MessageID(id))
+	}
+	return f, nil
+}
+
+func makeFilterVector(t *testing.T, name string, n int, p float64, salt []byte, added int) filterVector {
+	t.Helper()
+	v := filterVector{Name: name, N: n, P: p, Salt: salt}
+	for i := range added {
+		id := MessageIDOf(fmt.Appendf(nil, "message %d", i))
+		v.IDs = append(v.IDs, hb(id[:]))
+	}
+	f, err := v.build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := added; len(v.Absent) < 2; i++ {
+		if id := MessageIDOf(fmt.Appendf(nil, "message %d", i)); !f.Contains(id) {
+			v.Absent = append(v.Absent, hb(id[:]))
+		}
+	}
+	enc, _ := f.MarshalBinary()
+	v.K, v.Bits, v.Encoding = f.k, hb(f.bits), hb(enc)
+	return v
+}
+
+// makeVectors builds the published vectors from their inputs.
+func makeVectors(t *testing.T) vectorFile {
+	t.Helper()
+	c := vectorCodec()
+	key := vectorKey()
+	pub := key.Public().(ed25519.PublicKey)
+	vf := vectorFile{Comment: vectorComment, SURBSize: c.SURBSize, MaxSize: c.MaxSize, SignatureSize: c.SignatureSize,
+		KeySeed: key.Seed(), PublicKey: hb(pub)}
+
+	vf.Filters = []filterVector{
+		makeFilterVector(t, "4 ids at p=1e-6 (the owner's sizing)", 4, 1e-6, []byte("saltsalt"), 4),
+		makeFilterVector(t, "3 of 10 ids at p=1e-3", 10, 1e-3, []byte{0, 1, 2, 3, 4, 5, 6, 7}, 3),
+	}
+
+	box := ID{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
+	const typ, now = Type(2), 1764072000
+	surbs := func(n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = bytes.Repeat([]byte{byte(0xa1 + i)}, c.SURBSize)
+		}
+		return out
+	}
+	msg := []byte("Strata mailbox test vector: a sealed message")
+	for _, in := range []struct {
+		name string
+		r    *Request
+	}{
+		{"create with an Ed25519 key and 2 SURBs", &Request{Op: OpCreate, Mailbox: box, Type: typ, Plugin: Ed25519Auth{}.ID(), Credential: pub, SURBs: surbs(2)}},
+		{"put with a SURB for the answer", &Request{Op: OpPut, Mailbox: box, Type: typ, SURBs: surbs(1), Message: msg}},
+		{"put without a SURB", &Request{Op: OpPut, Mailbox: box, Type: typ, Message: []byte("no answer wanted")}},
+		{"stock 5 SURBs (the most a payload holds)", &Request{Op: OpStock, Mailbox: box, Type: typ, Time: now, SURBs: surbs(5)}},
+		{"fetch after 41 with 1 SURB", &Request{Op: OpFetch, Mailbox: box, Type: typ, Time: now, After: 41, SURBs: surbs(1)}},
+		{"delete by filter", &Request{Op: OpDelete, Mailbox: box, Type: typ, Time: now + 1, Filter: vf.Filters[0].Encoding}},
+	} {
+		b, err := c.EncodeRequest(in.r, signWith(key))
+		if err != nil {
+			t.Fatalf("%s: %v", in.name, err)
+		}
+		r, signed, err := c.DecodeRequest(b)
+		if err != nil {
+			t.Fatalf("%s: %v", in.name, err)
+		}
+		vf.Requests = append(vf.Requests, reqVectorOf(in.name, r, signed, b))
+	}
+
+	id := MessageIDOf(msg)
+	for _, in := range []struct {
+		name string
+		r    *Response
+	}{
+		{"ok: mailbox created", &Response{Op: OpOK, Mailbox: box, For: OpCreate}},
+		{"ok: message stored, its id", &Response{Op: OpOK, Mailbox: box, For: OpPut, Detail: id[:]}},
+		{"deliver 2 messages", &Response{Op: OpDeliver, Mailbox: box, Messages: []Message{{Seq: 42, Data: msg}, {Seq: 43, Data: []byte("another")}}}},
+		{"need SURBs, 2 left", &Response{Op: OpNeedSURBs, Mailbox: box, Stock: 2}},
+		{"error: fetch refused", &Response{Op: OpError, Mailbox: box, For: OpFetch, Code: CodeRefused, Text: "refused"}},
+		{"error: put over quota", &Response{Op: OpError, Mailbox: box, For: OpPut, Code: CodeQuota, Text: "mailbox full"}},
+	} {
+		b, err := c.EncodeResponse(in.r)
+		if err != nil {
+			t.Fatalf("%s: %v", in.name, err)
+		}
+		vf.Responses = append(vf.Responses, respVectorOf(in.name, in.r, b))
+	}
+	return vf
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestVectors checks testdata/vectors.json both ways: the fields of every
+// vector encode to its bytes, and its bytes decode to its fields.
+func TestVectors(t *testing.T) {
+	if *updateVectors {
+		b, err := json.MarshalIndent(makeVectors(t), "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(vectorsPath), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(vectorsPath, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(vectorsPath)
+	if err != nil {
+		t.Fatalf("%v (go test ./mailbox -run TestVectors -update)", err)
+	}
+	var vf vectorFile
+	if err := json.Unmarshal(raw, &vf); err != nil {
+		t.Fatal(err)
+	}
+	if jsonOf(t, vf) != jsonOf(t, makeVectors(t)) {
+		t.Error("testdata/vectors.json differs from what the code produces (go test ./mailbox -run TestVectors -update)")
+	}
+	c := vectorCodec()
+	if vf.SURBSize != c.SURBSize || vf.MaxSize != c.MaxSize || vf.SignatureSize != c.SignatureSize {
+		t.Fatalf("vectors are for SURBs of %d, messages up to %d, signatures of %d bytes; the default codec is %+v", vf.SURBSize, vf.MaxSize, vf.SignatureSize, c)
+	}
+	key := ed25519.NewKeyFromSeed(vf.KeySeed)
+	if pub := key.Public().(ed25519.PublicKey); !bytes.Equal(pub, vf.PublicKey) {
+		t.Fatalf("public key %x, vector says %x", pub, vf.PublicKey)
+	}
+	ops := map[Op]bool{}
+
+	for _, v := range vf.Requests {
+		t.Run("request/"+v.Name, func(t *testing.T) {
+			ops[v.Op] = true
+			b, err := c.EncodeRequest(v.request(), signWith(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, v.Encoding) {
+				t.Fatalf("encodes to\n%x\nvector says\n%x", b, v.Encoding)
+			}
+			r, signed, err := c.DecodeRequest(v.Encoding)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := jsonOf(t, reqVectorOf(v.Name, r, signed, v.Encoding)), jsonOf(t, v); got != want {
+				t.Fatalf("decodes to\n%s\nvector says\n%s", got, want)
+			}
+			if v.Op.signed() {
+				if len(v.Signature) == 0 || !bytes.HasSuffix(v.Encoding, v.Signature) {
+					t.Fatal("signed request without its signature at the end")
+				}
+				if err := (Ed25519Auth{}).Verify(vf.PublicKey, v.Signed, v.Signature); err != nil {
+					t.Fatalf("signature does not verify: %v", err)
+				}
+			} else if len(v.Signature) != 0 || len(v.Signed) != 0 || v.Time != 0 {
+				t.Fatal("unsigned request with a signature or a time")
+			}
+		})
+	}
+
+	for _, v := range vf.Responses {
+		t.Run("response/"+v.Name, func(t *testing.T) {
+			ops[v.Op] = true
+			b, err := c.EncodeResponse(v.response())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, v.Encoding) {
+				t.Fatalf("encodes to\n%x\nvector says\n%x", b, v.Encoding)
+			}
+			padded := make([]byte, c.MaxSize)
+			copy(padded, v.Encoding)
+			for _, in := range [][]byte{v.Encoding, padded} {
+				r, err := c.DecodeResponse(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := jsonOf(t, respVectorOf(v.Name, r, v.Encoding)), jsonOf(t, v); got != want {
+					t.Fatalf("%d bytes decode to\n%s\nvector says\n%s", len(in), got, want)
+				}
+			}
+		})
+	}
+	for op, name := range opNames {
+		if !ops[op] {
+			t.Errorf("no vector for op %d (%s)", op, name)
+		}
+	}
+
+	for _, v := range vf.Filters {
+		t.Run("filter/"+v.Name, func(t *testing.T) {
+			f, err := v.build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := f.MarshalBinary()
+			if !bytes.Equal(b, v.Encoding) {
+				t.Fatalf("encodes to\n%x\nvector says\n%x", b, v.Encoding)
+			}
+			var g DeletionFilter
+			if err := g.UnmarshalBinary(v.Encoding); err != nil {
+				t.Fatal(err)
+			}
+			if g.k != v.K || !bytes.Equal(g.salt[:], v.Salt) || !bytes.Equal(g.bits, v.Bits) {
+				t.Fatalf("decodes to k=%d salt=%x bits=%x", g.k, g.salt, g.bits)
+			}
+			for _, id := range v.IDs {
+				if !g.Contains(MessageID(id)) {
+					t.Fatalf("id %x not matched", id)
+				}
+			}
+			for _, id := range v.Absent {
+				if g.Contains(MessageID(id)) {
+					t.Fatalf("absent id %x matched", id)
+				}
+			}
+		})
+	}
+}
