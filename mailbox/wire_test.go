@@ -7,11 +7,13 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/strata-mix/strata/sphinx"
 )
 
-// testCodec matches the default Sphinx geometry: 357-byte SURBs in a
-// 2032-byte payload, Ed25519 signatures.
-var testCodec = Codec{SURBSize: 357, MaxSize: 2032, SignatureSize: ed25519.SignatureSize}
+// testCodec is the default Sphinx geometry's: 357-byte SURBs, requests
+// and responses of at most 2030 bytes, Ed25519 signatures.
+var testCodec = CodecFor(sphinx.DefaultGeometry())
 
 func surbs(n int) [][]byte {
 	out := make([][]byte, n)

@@ -193,7 +193,7 @@ func (t *Topology) link() error {
 	}
 	g, err := NewGraph(ranked, int(t.Params.Layers), int(t.Params.Successors), t.Beacon)
 	if err != nil {
-		return fmt.Errorf("topology document: %w", err)
+		return fmt.Errorf("%w: topology document: %w", ErrMalformed, err)
 	}
 	i := 0
 	for layer, ids := range g.Layers {

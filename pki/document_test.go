@@ -72,6 +72,9 @@ func FuzzDecodeTopology(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		top, err := DecodeTopology(raw)
 		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("decoding error not wrapping ErrMalformed: %v", err)
+			}
 			return
 		}
 		if !bytes.Equal(top.Encode(), raw) {
@@ -112,4 +115,36 @@ func BenchmarkDecodeTopology(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3000, "ns/relay")
+}
+
+func FuzzDecodeEpochInfo(f *testing.F) {
+	f.Add(EpochInfo{Epoch: 3, Open: true, Start: 42}.encode())
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ei, err := DecodeEpochInfo(raw)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("decoding error not wrapping ErrMalformed: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(ei.encode(), raw) {
+			t.Fatal("accepted a non-canonical epoch answer")
+		}
+	})
+}
+
+func TestDecodeEpochInfoRefusesNonCanonical(t *testing.T) {
+	good := EpochInfo{Epoch: 3, Open: true, Start: 42}.encode()
+	open := append([]byte(nil), good...)
+	open[8] = 2
+	start := append([]byte(nil), good...)
+	start[9] = 0x80
+	for name, b := range map[string][]byte{"open flag 2": open, "start above 2^63": start, "short": good[:20]} {
+		if _, err := DecodeEpochInfo(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+	if _, err := DecodeEpochInfo(good); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/strata-mix/strata/sphinx"
 )
@@ -129,8 +130,17 @@ func decodeEpochInfo(b []byte) (EpochInfo, error) {
 	d := &dec{b: b}
 	var ei EpochInfo
 	ei.Epoch = d.u64("epoch")
-	ei.Open = d.u8("open") == 1
-	ei.Start = int64(d.u64("start"))
+	switch open := d.u8("open"); open {
+	case 0, 1:
+		ei.Open = open == 1
+	default:
+		d.fail("open flag %d", open)
+	}
+	start := d.u64("start")
+	if start > math.MaxInt64 {
+		d.fail("start height %d", start)
+	}
+	ei.Start = int64(start)
 	d.fixed(ei.Beacon[:], "beacon")
 	return ei, d.end()
 }
