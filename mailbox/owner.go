@@ -141,7 +141,8 @@ type Owner struct {
 	// later ones arrived.
 	have    uint64
 	got     map[uint64]bool
-	seen    map[MessageID]bool
+	seen    *Dedup            // delivered on Messages (bounded)
+	del     map[MessageID]int // received, to delete: filters they went in
 	epoch   uint64
 	home    sphinx.NodeID
 	restock chan struct{}
@@ -169,7 +170,7 @@ func NewOwner(cfg OwnerConfig) *Owner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: map[MessageID]bool{}, restock: make(chan struct{}, 1), gap: make(chan struct{}, 1), created: make(chan struct{}, 1)}
+	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: NewDedup(0), del: map[MessageID]int{}, restock: make(chan struct{}, 1), gap: make(chan struct{}, 1), created: make(chan struct{}, 1)}
 }
 
 // Messages returns the messages the node delivers, each once.
@@ -274,30 +275,93 @@ func (o *Owner) Fetch(ctx context.Context) error {
 	return o.send(ctx, &Request{Op: OpFetch, After: after, SURBs: surbs})
 }
 
-// Delete asks the node to delete the messages received so far, named in a
-// deletion filter (false positives: docs/mailbox.md).
+// deleteRepeats is how many deletion filters name each received message:
+// the node does not answer deletions, so a filter lost on the way is
+// covered by the next ones. Then the owner forgets the id, so the filters
+// stay small however long the owner runs.
+const deleteRepeats = 3
+
+// deleteFP is the false-positive rate deletion filters are sized for
+// (docs/mailbox.md).
+const deleteFP = 1e-6
+
+// Delete asks the node to delete the messages received since they were
+// last named deleteRepeats times, in as many deletion filters (false
+// positives: docs/mailbox.md) as one request each can carry.
 func (o *Owner) Delete(ctx context.Context) error {
 	o.mu.Lock()
-	ids := make([]MessageID, 0, len(o.seen))
-	for id := range o.seen {
+	ids := make([]MessageID, 0, len(o.del))
+	for id := range o.del {
 		ids = append(ids, id)
 	}
 	o.mu.Unlock()
-	if len(ids) == 0 {
-		return nil
-	}
-	f, err := NewDeletionFilter(rand.Reader, len(ids), 1e-6)
+	per, err := o.maxDeleteIDs()
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		f.Add(id)
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), per)]
+		ids = ids[len(batch):]
+		f, err := NewDeletionFilter(rand.Reader, len(batch), deleteFP)
+		if err != nil {
+			return err
+		}
+		for _, id := range batch {
+			f.Add(id)
+		}
+		b, err := f.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if err := o.send(ctx, &Request{Op: OpDelete, Filter: b}); err != nil {
+			return err
+		}
+		o.mu.Lock()
+		for _, id := range batch {
+			if o.del[id]++; o.del[id] >= deleteRepeats {
+				delete(o.del, id)
+			}
+		}
+		o.mu.Unlock()
 	}
-	b, err := f.MarshalBinary()
-	if err != nil {
-		return err
+	return nil
+}
+
+// maxDeleteIDs is how many ids one signed deletion request can carry.
+func (o *Owner) maxDeleteIDs() (int, error) {
+	// version, op, mailbox, type, time, filter length; then the signature.
+	room := o.cfg.Codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 2 + o.cfg.Codec.SignatureSize)
+	fits := func(n int) bool {
+		f, err := NewDeletionFilter(zeroReader{}, n, deleteFP)
+		if err != nil {
+			return false
+		}
+		b, err := f.MarshalBinary()
+		return err == nil && len(b) <= room
 	}
-	return o.send(ctx, &Request{Op: OpDelete, Filter: b})
+	if !fits(1) {
+		return 0, fmt.Errorf("mailbox: a deletion filter does not fit a %d-byte request", o.cfg.Codec.MaxSize)
+	}
+	lo, hi := 1, 2 // fits(lo), and hi is the first n that does not (once found)
+	for fits(hi) {
+		lo, hi = hi, hi*2
+	}
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
+}
+
+// zeroReader reads zeros: sizing filters needs no salt.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // Handle takes a reply payload (from the mix client's Receive) and reports
@@ -312,8 +376,10 @@ func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
 		for _, m := range r.Messages {
 			m.ID = MessageIDOf(m.Data)
 			o.mu.Lock()
-			dup := o.seen[m.ID]
-			o.seen[m.ID] = true
+			dup := !o.seen.First(m.ID)
+			if !dup {
+				o.del[m.ID] = 0
+			}
 			if m.Seq > o.have {
 				o.got[m.Seq] = true
 				for o.got[o.have+1] {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,5 +212,100 @@ func TestDedupForgetsTheOldest(t *testing.T) {
 	}
 	if len(d.seen) != 3 {
 		t.Errorf("remembers %d ids, want 3", len(d.seen))
+	}
+}
+
+// captureMix records what an owner sends.
+type captureMix struct {
+	mu   sync.Mutex
+	sent [][]byte
+}
+
+func (m *captureMix) Send(_ context.Context, _ client.Destination, p []byte) (client.Sent, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sent = append(m.sent, append([]byte(nil), p...))
+	return client.Sent{}, nil
+}
+func (m *captureMix) NewSURB(context.Context) (client.SURB, error) { return client.SURB{}, nil }
+func (m *captureMix) PayloadSize() int                             { return 2030 }
+func (m *captureMix) take() [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.sent
+	m.sent = nil
+	return s
+}
+
+// However many messages an owner received, its deletions fit in requests,
+// name every message, and stop naming it after deleteRepeats filters.
+func TestDeleteSplitsAndForgets(t *testing.T) {
+	codec := CodecFor(sphinx.DefaultGeometry())
+	mix := &captureMix{}
+	var box ID
+	rand.Read(box[:])
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	o := NewOwner(OwnerConfig{Mix: mix, Codec: codec, ID: box, Type: 7, Key: key})
+	ctx := context.Background()
+	go func() {
+		for range o.Messages() {
+		}
+	}()
+	const n = 1500
+	var ids []MessageID
+	for seq := uint64(1); seq <= n; seq++ {
+		data := []byte(fmt.Sprintf("message %d", seq))
+		ids = append(ids, MessageIDOf(data))
+		b, err := codec.EncodeResponse(&Response{Op: OpDeliver, Mailbox: box, Messages: []Message{{Seq: seq, Data: data}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !o.Handle(ctx, b) {
+			t.Fatal("owner refused its delivery")
+		}
+	}
+	per, err := o.maxDeleteIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d ids per deletion request", per)
+	for round := range deleteRepeats {
+		if err := o.Delete(ctx); err != nil {
+			t.Fatalf("delete %d: %v", round, err)
+		}
+		reqs := mix.take()
+		if want := (n + per - 1) / per; len(reqs) != want {
+			t.Fatalf("round %d: %d requests, want %d", round, len(reqs), want)
+		}
+		var filters []*DeletionFilter
+		for _, b := range reqs {
+			if len(b) > codec.MaxSize {
+				t.Fatalf("request of %d bytes, at most %d", len(b), codec.MaxSize)
+			}
+			r, _, err := codec.DecodeRequest(b)
+			if err != nil || r.Op != OpDelete {
+				t.Fatalf("request %v: %v", r, err)
+			}
+			f := new(DeletionFilter)
+			if err := f.UnmarshalBinary(r.Filter); err != nil {
+				t.Fatal(err)
+			}
+			filters = append(filters, f)
+		}
+		for _, id := range ids {
+			found := false
+			for _, f := range filters {
+				found = found || f.Contains(id)
+			}
+			if !found {
+				t.Fatalf("round %d: message %x in no filter", round, id[:4])
+			}
+		}
+	}
+	if err := o.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := mix.take(); len(reqs) != 0 {
+		t.Errorf("%d deletion requests after every message was named %d times", len(reqs), deleteRepeats)
 	}
 }
