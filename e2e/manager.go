@@ -287,19 +287,39 @@ func (m *Manager) deliver(ctx context.Context, outs []outgoing) error {
 }
 
 func (m *Manager) setStatus(id RoomID, seq uint64, st Status) {
+	if err := m.SetStatus(id, seq, st); err != nil {
+		m.log.Warn("e2e: status update", "err", err)
+	}
+}
+
+// ErrNoEntry is returned by SetStatus for a history entry that does not
+// exist or is not one we sent.
+var ErrNoEntry = errors.New("e2e: no such sent history entry")
+
+// SetStatus records the delivery status of one of our sent history entries
+// (Deliver's outcome is recorded by the Manager itself; a transport with
+// acknowledgements records them with this, e.g. node.StatusAcked).
+func (m *Manager) SetStatus(id RoomID, seq uint64, st Status) error {
 	s := m.cfg.Store
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var e Entry
 		ok, err := s.getJSON(tx, bHistory, historyKey([]byte(id), seq), &e)
-		if err != nil || !ok {
+		if err != nil {
 			return err
+		}
+		if !ok || !e.Outgoing {
+			return fmt.Errorf("%w: room %s, #%d", ErrNoEntry, id, seq)
+		}
+		if e.Status == st {
+			return nil
 		}
 		e.Status = st
 		return s.putJSON(tx, bHistory, historyKey([]byte(id), seq), e)
 	})
 	if err != nil {
-		m.log.Warn("e2e: status update", "err", err)
+		return fmt.Errorf("e2e: status: %w", err)
 	}
+	return nil
 }
 
 // recipients are the mailboxes of every member but us (from their MLS

@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/strata-mix/strata/e2e"
 	"github.com/strata-mix/strata/mailbox"
 	"github.com/strata-mix/strata/pki"
+	"github.com/strata-mix/strata/queue"
 	"github.com/strata-mix/strata/sphinx"
 	"github.com/strata-mix/strata/transport"
 )
@@ -30,18 +33,23 @@ const ChatType mailbox.Type = 2
 
 // Files of a chat user's data directory.
 const (
-	chatStateFile = "chat.json" // mix identity, home, mailbox and its key, chain
-	chatStoreFile = "e2e.db"    // e2e.Store: MLS identity, contacts, rooms, history
-	chatAcksFile  = "acks.json" // which sent messages the mailbox nodes acknowledged
-	chatClientDir = "client"    // the mix client's SURB database
+	chatStateFile  = "chat.json"   // mix identity, home, mailbox and its key, chain
+	chatStoreFile  = "e2e.db"      // e2e.Store: MLS identity, contacts, rooms, history
+	chatAcksFile   = "acks.json"   // which sent messages the recipients' queues acknowledged
+	chatQueueFile  = "queue.db"    // the message queue: payloads not yet acknowledged
+	chatQueuedFile = "queued.json" // which history entry each queued message belongs to
+	chatClientDir  = "client"      // the mix client's SURB database
 )
 
-// ErrTooLarge is returned by Deliver for a payload that does not fit one
-// mailbox put. Package queue will chunk such payloads; until then large
-// Welcomes (rooms of more than about four members) cannot be delivered.
+// ChatMaxPayload is the largest e2e payload a Chat delivers (and accepts
+// from its queue): package queue chunks it into as many mailbox Puts as it
+// needs (a Welcome for a room of five is about 3 KB).
+const ChatMaxPayload = 64 << 10
+
+// ErrTooLarge is returned by Deliver for a payload above ChatMaxPayload.
 // The Manager refuses them earlier, with e2e.ErrTooLarge, before the room
 // changes (e2e.Config.MaxPayload).
-var ErrTooLarge = errors.New("node: e2e payload larger than one mailbox put")
+var ErrTooLarge = errors.New("node: e2e payload too large")
 
 // ChatConfig configures a chat user (see StartChat).
 type ChatConfig struct {
@@ -64,9 +72,10 @@ type ChatConfig struct {
 	Home, Mailbox sphinx.NodeID
 	// FetchEvery is how often the mailbox is fetched (default 10s).
 	FetchEvery time.Duration
-	// AckWait is how long a put waits for the node's answer before it is
-	// sent again (doubling each time); default 2s plus 20 mean hop delays.
-	AckWait time.Duration
+	// MaxBackoff caps the wait between two rounds of a message not
+	// acknowledged (default 1 min); Deadline is how long it is resent,
+	// across restarts, before it counts as failed (default 7 days).
+	MaxBackoff, Deadline time.Duration
 	// Events is the capacity of the Events channel (default 256); events
 	// that do not fit are dropped (and logged).
 	Events int
@@ -84,8 +93,9 @@ type chatState struct {
 	Chain      ChainConfig `json:"chain"`
 }
 
-// EventAcked is the kind of a ChatEvent saying that every mailbox node a
-// sent message went to stored it (Room and Seq name the history entry).
+// EventAcked is the kind of a ChatEvent saying that every recipient's
+// queue acknowledged a sent message end to end (Room and Seq name the
+// history entry).
 const EventAcked e2e.EventKind = "acked"
 
 // StatusAcked is the delivery status after EventAcked.
@@ -99,8 +109,9 @@ type ChatEvent struct {
 
 // Chat is one user of end-to-end encrypted chat over the mixnet: a mix
 // client, the owner side of the user's mailbox and an e2e.Manager whose
-// Transport puts each payload into every recipient's mailbox, with an
-// acknowledgement SURB and resends with exponential backoff.
+// Transport queues each payload for every recipient's mailbox in a
+// MailQueue (package queue: RaptorQ chunks as mailbox Puts, end-to-end
+// acks through SURBs, resends until acked, persisted across restarts).
 type Chat struct {
 	cfg    ChatConfig
 	log    *slog.Logger
@@ -109,6 +120,7 @@ type Chat struct {
 	codec  mailbox.Codec
 	c      *client.Client
 	owner  *mailbox.Owner
+	mq     *MailQueue
 	store  *e2e.Store
 	m      *e2e.Manager
 	events chan ChatEvent
@@ -118,30 +130,30 @@ type Chat struct {
 
 	sendMu sync.Mutex // one Send at a time, so its history entry is known
 
-	mu      sync.Mutex
-	pending map[sphinx.SURBID]*put
-	acked   map[string]bool // "room:seq"
-	dirty   bool            // messages received since the last Delete
-	flying  int             // puts not yet acknowledged nor given up
-	closed  bool
+	mu     sync.Mutex
+	legacy map[string]bool             // "room:seq" acked, from an acks.json of an earlier version
+	tracks map[queue.MsgID]*track      // queued messages of a Send, until their outcome
+	queued map[queue.MsgID]queuedEntry // queued.json: the tracked messages of known history entries
+	dirty  bool                        // messages received since the last Delete
+	closed bool
 }
 
-// put is one payload on its way to one mailbox.
-type put struct {
-	to      e2e.Address
-	payload []byte
-	track   *track
-	surbs   []sphinx.SURBID
-	acked   chan struct{}
-	once    sync.Once
-}
-
-// track follows one Send's puts (guarded by Chat.mu).
+// track follows the queued messages of one Send, one per recipient
+// mailbox (guarded by Chat.mu).
 type track struct {
-	left, total int
-	room        e2e.RoomID
-	seq         uint64
-	known       bool
+	ids    []queue.MsgID // every message queued for the Send
+	left   int           // of them, those without an outcome yet
+	failed bool          // a Put failed, or the queue gave up on one
+	room   e2e.RoomID
+	seq    uint64
+	known  bool // room and seq are set
+}
+
+// queuedEntry is a value of queued.json (keyed by queue message id, hex).
+type queuedEntry struct {
+	Room string    `json:"room"` // hex
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"` // when it was queued
 }
 
 type trackKey struct{}
@@ -191,12 +203,16 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 		return nil, fmt.Errorf("node: chat: %w", err)
 	}
 	ch := &Chat{cfg: cfg, log: log, codec: mailbox.CodecFor(sphinx.DefaultGeometry()),
-		pending: map[sphinx.SURBID]*put{}, acked: map[string]bool{}, events: make(chan ChatEvent, cfg.Events)}
+		legacy: map[string]bool{}, tracks: map[queue.MsgID]*track{},
+		queued: map[queue.MsgID]queuedEntry{}, events: make(chan ChatEvent, cfg.Events)}
 	fresh, err := ch.loadState()
 	if err != nil {
 		return nil, err
 	}
 	if err := ch.loadAcks(); err != nil {
+		return nil, err
+	}
+	if err := ch.loadQueued(); err != nil {
 		return nil, err
 	}
 	ch.ctx, ch.stop = context.WithCancel(context.Background())
@@ -207,6 +223,9 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 			ch.wg.Wait()
 			if ch.c != nil {
 				ch.c.Close()
+			}
+			if ch.mq != nil {
+				ch.mq.Close()
 			}
 			if ch.store != nil {
 				ch.store.Close()
@@ -248,21 +267,39 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: chat: %w", err)
 	}
-	ch.m, err = e2e.Open(e2e.Config{Store: ch.store, Transport: (*chatTransport)(ch), Addresses: []e2e.Address{addr},
-		Name: cfg.Name, MaxPayload: mailbox.MaxPut(ch.codec), Logger: log.With("part", "e2e")})
-	if err != nil {
-		return nil, fmt.Errorf("node: chat: %w", err)
-	}
 	boxKey, _ := hex.DecodeString(ch.state.MailboxKey)
+	// Every queue chunk is a stored message pushed through one SURB: keep
+	// a deep stock.
 	ch.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: ch.c, Codec: ch.codec, Node: addr.Node, ID: addr.Mailbox, Type: ChatType,
-		Key: ed25519.NewKeyFromSeed(boxKey), FetchEvery: cfg.FetchEvery, Logger: log.With("part", "mailbox"),
+		Key: ed25519.NewKeyFromSeed(boxKey), Stock: MailQueueStock, FetchEvery: cfg.FetchEvery, Logger: log.With("part", "mailbox"),
 		Epoch: func() uint64 {
 			if t := ch.top(); t != nil {
 				return t.Epoch
 			}
 			return 0
 		}})
-	ch.wg.Add(4)
+	maxBackoff, deadline := cfg.MaxBackoff, cfg.Deadline
+	if maxBackoff <= 0 {
+		maxBackoff = time.Minute
+	}
+	if deadline <= 0 {
+		deadline = 7 * 24 * time.Hour
+	}
+	ch.mq, err = OpenMailQueue(MailQueueConfig{Path: filepath.Join(cfg.DataDir, chatQueueFile), Client: ch.c, Owner: ch.owner,
+		Codec: ch.codec, Type: ChatType, ForwardDelay: forwardDelay(top), MaxBackoff: maxBackoff, Deadline: deadline,
+		MaxMessage: ChatMaxPayload, OnOutcome: ch.outcome, Logger: log.With("part", "queue")})
+	if err != nil {
+		return nil, fmt.Errorf("node: chat: %w", err)
+	}
+	ch.dropStale()
+	ch.m, err = e2e.Open(e2e.Config{Store: ch.store, Transport: (*chatTransport)(ch), Addresses: []e2e.Address{addr},
+		Name: cfg.Name, MaxPayload: ChatMaxPayload, Logger: log.With("part", "e2e")})
+	if err != nil {
+		return nil, fmt.Errorf("node: chat: %w", err)
+	}
+	ch.migrateAcks()
+	ch.wg.Add(5)
+	go func() { defer ch.wg.Done(); ch.mq.Run(ch.ctx) }()
 	go func() { defer ch.wg.Done(); ch.dispatch(ch.ctx) }()
 	go func() { defer ch.wg.Done(); ch.receive(ch.ctx) }()
 	go func() { defer ch.wg.Done(); _ = ch.owner.Run(ch.ctx) }()
@@ -275,6 +312,12 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 		if err := ch.saveState(); err != nil {
 			return nil, err
 		}
+		// Create stocked a few SURBs; chunks need many more.
+		ch.wg.Go(func() {
+			if err := ch.mq.Stock(ch.ctx); err != nil && ch.ctx.Err() == nil {
+				ch.log.Warn("mailbox stock", "err", err)
+			}
+		})
 	} else if err := ch.owner.Fetch(ctx); err != nil {
 		return nil, fmt.Errorf("node: chat: fetch: %w", err)
 	}
@@ -414,6 +457,8 @@ func writeFileAtomic(path string, b []byte) error {
 	return nil
 }
 
+// loadAcks reads the acks.json of an earlier version (acknowledged
+// entries, "room:seq"); migrateAcks moves them into the history.
 func (ch *Chat) loadAcks() error {
 	b, err := os.ReadFile(filepath.Join(ch.cfg.DataDir, chatAcksFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -427,24 +472,130 @@ func (ch *Chat) loadAcks() error {
 		return fmt.Errorf("node: chat: %s: %w", chatAcksFile, err)
 	}
 	for _, k := range keys {
-		ch.acked[k] = true
+		ch.legacy[k] = true
 	}
 	return nil
 }
 
-// saveAcksLocked writes acks.json; ch.mu is held.
-func (ch *Chat) saveAcksLocked() {
-	keys := make([]string, 0, len(ch.acked))
-	for k := range ch.acked {
-		keys = append(keys, k)
+// migrateAcks records the entries of an old acks.json as acked in the
+// history and removes the file.
+func (ch *Chat) migrateAcks() {
+	if len(ch.legacy) == 0 {
+		return
 	}
-	b, _ := json.Marshal(keys)
-	if err := writeFileAtomic(filepath.Join(ch.cfg.DataDir, chatAcksFile), b); err != nil {
-		ch.log.Warn("saving acknowledgements", "err", err)
+	for k := range ch.legacy {
+		i := strings.LastIndexByte(k, ':')
+		if i < 0 {
+			continue
+		}
+		room, err1 := hex.DecodeString(k[:i])
+		seq, err2 := strconv.ParseUint(k[i+1:], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if err := ch.m.SetStatus(e2e.RoomID(room), seq, StatusAcked); err != nil && !errors.Is(err, e2e.ErrNoEntry) {
+			ch.log.Warn("migrating acknowledgements", "err", err)
+			return
+		}
 	}
+	if err := os.Remove(filepath.Join(ch.cfg.DataDir, chatAcksFile)); err != nil {
+		ch.log.Warn("migrating acknowledgements", "err", err)
+		return
+	}
+	ch.mu.Lock()
+	ch.legacy = map[string]bool{}
+	ch.mu.Unlock()
 }
 
 func ackKey(room e2e.RoomID, seq uint64) string { return fmt.Sprintf("%s:%d", room, seq) }
+
+// loadQueued reads queued.json and tracks again the messages the queue
+// still holds from before a restart, so that their outcome updates the
+// right history entries (dropStale then forgets those the queue no longer
+// holds).
+func (ch *Chat) loadQueued() error {
+	b, err := os.ReadFile(filepath.Join(ch.cfg.DataDir, chatQueuedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node: chat: %w", err)
+	}
+	var m map[string]queuedEntry
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("node: chat: %s: %w", chatQueuedFile, err)
+	}
+	type key struct {
+		room string
+		seq  uint64
+	}
+	tracks := map[key]*track{}
+	for k, e := range m {
+		idb, err1 := hex.DecodeString(k)
+		room, err2 := hex.DecodeString(e.Room)
+		if err1 != nil || err2 != nil || len(idb) != len(queue.MsgID{}) {
+			return fmt.Errorf("node: chat: %s is damaged", chatQueuedFile)
+		}
+		id := queue.MsgID(idb)
+		tr := tracks[key{e.Room, e.Seq}]
+		if tr == nil {
+			tr = &track{room: e2e.RoomID(room), seq: e.Seq, known: true}
+			tracks[key{e.Room, e.Seq}] = tr
+		}
+		tr.ids = append(tr.ids, id)
+		tr.left++
+		ch.tracks[id] = tr
+		ch.queued[id] = e
+	}
+	return nil
+}
+
+// dropStale forgets the entries of queued.json whose message the queue no
+// longer holds (a crash came between its outcome and the file's update):
+// their history entries keep the status they had.
+func (ch *Chat) dropStale() {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	n := len(ch.queued)
+	for id := range ch.queued {
+		if !ch.mq.Queue().Holds(id) {
+			if tr := ch.tracks[id]; tr != nil {
+				tr.left--
+			}
+			delete(ch.queued, id)
+			delete(ch.tracks, id)
+		}
+	}
+	if len(ch.queued) != n {
+		ch.saveQueuedLocked()
+	}
+}
+
+// saveQueuedLocked writes queued.json; ch.mu is held.
+func (ch *Chat) saveQueuedLocked() {
+	m := make(map[string]queuedEntry, len(ch.queued))
+	for id, e := range ch.queued {
+		m[hex.EncodeToString(id[:])] = e
+	}
+	b, err := json.Marshal(m)
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(ch.cfg.DataDir, chatQueuedFile), b)
+	}
+	if err != nil {
+		ch.log.Warn("saving queued messages", "err", err)
+	}
+}
+
+// forwardDelay is the queue's expected latency of a chunk from its slot to
+// the recipient's queue: the forward route (four hops of the topology's
+// mean delay) and the mailbox node's push, as the testnet has it.
+func forwardDelay(top *pki.Topology) time.Duration {
+	d := 50 * time.Millisecond
+	if top != nil && top.Params.MeanDelay > 0 {
+		d = top.Params.MeanDelay
+	}
+	return time.Second + 8*d
+}
 
 // address is the user's mailbox.
 func (ch *Chat) address() e2e.Address {
@@ -479,9 +630,9 @@ func (ch *Chat) Card() (string, error) {
 	return c.Code()
 }
 
-// Send encrypts text for a room and puts it into every other member's
+// Send encrypts text for a room and queues it for every other member's
 // mailbox. It returns the history entry's sequence number; EventAcked
-// follows once every mailbox node stored it.
+// follows once every member's queue acknowledged it.
 func (ch *Chat) Send(ctx context.Context, room e2e.RoomID, text string) (uint64, error) {
 	ch.sendMu.Lock()
 	defer ch.sendMu.Unlock()
@@ -499,40 +650,81 @@ func (ch *Chat) Send(ctx context.Context, room e2e.RoomID, text string) (uint64,
 			break
 		}
 	}
-	if found {
-		ch.mu.Lock()
-		tr.room, tr.seq, tr.known = room, seq, true
-		if tr.total > 0 && tr.left == 0 {
-			ch.ackedLocked(tr)
+	if !found {
+		return seq, err
+	}
+	ch.mu.Lock()
+	tr.room, tr.seq, tr.known = room, seq, true
+	if tr.left > 0 {
+		e := queuedEntry{Room: hex.EncodeToString([]byte(room)), Seq: seq, Time: time.Now()}
+		for _, id := range tr.ids {
+			if ch.tracks[id] == tr {
+				ch.queued[id] = e
+			}
 		}
-		ch.mu.Unlock()
+		ch.saveQueuedLocked()
+	}
+	done := tr.left == 0 && len(tr.ids) > 0
+	ch.mu.Unlock()
+	if done {
+		ch.finish(tr)
 	}
 	return seq, err
 }
 
-// Status is a sent entry's delivery status: acked once the mailbox nodes
-// stored it, else what e2e recorded (queued, sent, failed).
+// Status is a sent entry's delivery status as the history records it
+// (queued, sent, acked, failed).
 func (ch *Chat) Status(room e2e.RoomID, e e2e.Entry) e2e.Status {
 	if !e.Outgoing {
 		return ""
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if ch.acked[ackKey(room, e.Seq)] {
+	if ch.legacy[ackKey(room, e.Seq)] {
 		return StatusAcked
 	}
 	return e.Status
 }
 
-// ackedLocked records that every put of tr was acknowledged.
-func (ch *Chat) ackedLocked(tr *track) {
-	k := ackKey(tr.room, tr.seq)
-	if ch.acked[k] {
-		return
+// outcome learns from the queue what became of one queued message.
+func (ch *Chat) outcome(o queue.Outcome) {
+	ch.mu.Lock()
+	tr := ch.tracks[o.ID]
+	delete(ch.tracks, o.ID)
+	if _, ok := ch.queued[o.ID]; ok {
+		delete(ch.queued, o.ID)
+		ch.saveQueuedLocked()
 	}
-	ch.acked[k] = true
-	ch.saveAcksLocked()
-	ch.emit(ChatEvent{Event: e2e.Event{Room: tr.room, Kind: EventAcked}, Seq: tr.seq})
+	done := false
+	if tr != nil {
+		tr.left--
+		if o.Err != nil {
+			tr.failed = true
+		}
+		done = tr.known && tr.left == 0
+	}
+	ch.mu.Unlock()
+	if o.Err != nil {
+		ch.log.Warn("queued message not acknowledged; given up", "err", o.Err)
+	}
+	if done {
+		ch.finish(tr)
+	}
+}
+
+// finish records the end of tr's messages in the history: acked (with
+// EventAcked) when every recipient's queue acknowledged them, else failed.
+func (ch *Chat) finish(tr *track) {
+	st := StatusAcked
+	if tr.failed {
+		st = e2e.StatusFailed
+	}
+	if err := ch.m.SetStatus(tr.room, tr.seq, st); err != nil {
+		ch.log.Warn("delivery status", "err", err)
+	}
+	if st == StatusAcked {
+		ch.emit(ChatEvent{Event: e2e.Event{Room: tr.room, Kind: EventAcked}, Seq: tr.seq})
+	}
 }
 
 func (ch *Chat) emit(ev ChatEvent) {
@@ -543,19 +735,38 @@ func (ch *Chat) emit(ev ChatEvent) {
 	}
 }
 
+// QueueStats are the counters of the user's message queue.
+func (ch *Chat) QueueStats() queue.Stats { return ch.mq.Queue().Stats() }
+
 // Fetch asks the mailbox node for what it holds (Run does it every
 // FetchEvery).
 func (ch *Chat) Fetch(ctx context.Context) error { return ch.owner.Fetch(ctx) }
 
-// Flush waits until every put was acknowledged (or given up), or ctx
-// ends; it returns how many are still on their way.
+// Flush waits until every queued message was acknowledged (or given up),
+// or ctx ends; it returns how many are still on their way. Those are
+// resent, after a restart too, until acknowledged or ChatConfig.Deadline.
 func (ch *Chat) Flush(ctx context.Context) int {
+	return ch.waitQueue(ctx, func(s queue.Stats) int {
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		// A tracked message the queue finished whose outcome is not yet
+		// taken still counts.
+		return max(s.InFlight, len(ch.tracks))
+	})
+}
+
+// WaitSent waits until every queued message went out at least once (its
+// current round of chunks has left), or ctx ends; it returns how many have
+// not.
+func (ch *Chat) WaitSent(ctx context.Context) int {
+	return ch.waitQueue(ctx, func(s queue.Stats) int { return s.Unsent })
+}
+
+func (ch *Chat) waitQueue(ctx context.Context, left func(queue.Stats) int) int {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		ch.mu.Lock()
-		n := ch.flying
-		ch.mu.Unlock()
+		n := left(ch.mq.Queue().Stats())
 		if n == 0 {
 			return 0
 		}
@@ -608,8 +819,8 @@ func OpenChatOffline(cfg ChatConfig) (m *e2e.Manager, close func() error, err er
 	return m, s.Close, nil
 }
 
-// Close stops the user; puts still unacknowledged are not resent after a
-// restart (package queue will keep them).
+// Close stops the user. Messages not yet acknowledged stay in the queue's
+// file and are resent after the next start.
 func (ch *Chat) Close() error {
 	ch.mu.Lock()
 	if ch.closed {
@@ -619,143 +830,68 @@ func (ch *Chat) Close() error {
 	ch.closed = true
 	ch.mu.Unlock()
 	ch.stop()
-	ch.wg.Wait()
-	err := ch.c.Close()
-	if e := ch.store.Close(); err == nil {
-		err = e
+	ch.wg.Wait() // the queue's Run unplugs it from the client
+	err := errors.Join(ch.c.Close(), ch.mq.Close(), ch.store.Close())
+	if err != nil {
+		return fmt.Errorf("node: chat: close: %w", err)
 	}
-	return err
+	return nil
 }
 
 // chatTransport is the e2e.Transport of a Chat.
 type chatTransport Chat
 
-// Deliver puts payload into each mailbox: the first put of each now (its
-// error is returned), then again with exponential backoff until the node
-// acknowledges it or the attempts run out, in the background until the
-// Chat closes.
+// Deliver queues payload for each mailbox; it returns once the queue has
+// it on disk (Deliver's errors are the queue's). The queue sends it as
+// chunks, and again until the recipient's queue acknowledges it.
 func (t *chatTransport) Deliver(ctx context.Context, to []e2e.Address, payload []byte) error {
 	ch := (*Chat)(t)
-	if max := mailbox.MaxPut(ch.codec); len(payload) > max {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(payload), max)
+	if len(payload) > ChatMaxPayload {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(payload), ChatMaxPayload)
 	}
 	tr, _ := ctx.Value(trackKey{}).(*track)
 	var errs []error
 	for _, a := range to {
-		p := &put{to: a, payload: payload, track: tr, acked: make(chan struct{})}
-		if err := ch.putOnce(ctx, p); err != nil {
-			errs = append(errs, err)
+		// ch.mu is held across Put so that the outcome finds the message
+		// tracked.
+		ch.mu.Lock()
+		id, err := ch.mq.Put(ctx, sphinx.NodeID(a.Node), mailbox.ID(a.Mailbox), payload)
+		if err != nil {
+			if tr != nil {
+				tr.failed = true
+			}
+			ch.mu.Unlock()
+			errs = append(errs, fmt.Errorf("node: chat: %w", err))
 			continue
 		}
 		if tr != nil {
-			ch.mu.Lock()
+			tr.ids = append(tr.ids, id)
 			tr.left++
-			tr.total++
-			ch.mu.Unlock()
+			ch.tracks[id] = tr
 		}
-		ch.mu.Lock()
-		ch.flying++
 		ch.mu.Unlock()
-		ch.wg.Add(1)
-		go func() { defer ch.wg.Done(); ch.resend(ch.ctx, p) }()
 	}
 	return errors.Join(errs...)
 }
 
-// maxPutAttempts bounds how often one payload is put into one mailbox.
-const maxPutAttempts = 8
-
-func (ch *Chat) putOnce(ctx context.Context, p *put) error {
-	id, err := mailbox.Put(ctx, ch.c, ch.codec, sphinx.NodeID(p.to.Node), mailbox.ID(p.to.Mailbox), ChatType, p.payload)
-	if err != nil {
-		return fmt.Errorf("node: chat: put: %w", err)
-	}
-	ch.mu.Lock()
-	ch.pending[id] = p
-	p.surbs = append(p.surbs, id)
-	ch.mu.Unlock()
-	return nil
-}
-
-func (ch *Chat) ackWait() time.Duration {
-	if ch.cfg.AckWait > 0 {
-		return ch.cfg.AckWait
-	}
-	d := 50 * time.Millisecond
-	if t := ch.top(); t != nil {
-		d = t.Params.MeanDelay
-	}
-	return 2*time.Second + 20*d
-}
-
-// resend puts p again until it is acknowledged.
-func (ch *Chat) resend(ctx context.Context, p *put) {
-	defer func() {
-		ch.mu.Lock()
-		for _, id := range p.surbs {
-			delete(ch.pending, id)
-		}
-		ch.flying--
-		ch.mu.Unlock()
-	}()
-	wait := ch.ackWait()
-	for attempt := 1; ; attempt++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.acked:
-			return
-		case <-time.After(wait):
-		}
-		if attempt >= maxPutAttempts {
-			ch.log.Warn("put not acknowledged; giving up", "attempts", attempt)
-			return
-		}
-		wait *= 2
-		if err := ch.putOnce(ctx, p); err != nil && ctx.Err() == nil {
-			ch.log.Debug("put again", "err", err)
-		}
-	}
-}
-
 // dispatch routes the replies the mix client opens: the mailbox node's
-// pushes and answers, and answers to puts.
+// pushes and answers, and the rest (acks of the recipients' queues) to the
+// queue.
 func (ch *Chat) dispatch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case r := <-ch.c.Receive():
-			if ch.owner.Handle(ctx, r.Payload) {
-				continue
+			if !ch.owner.Handle(ctx, r.Payload) {
+				ch.mq.HandleReply(r.Payload)
 			}
-			ch.mu.Lock()
-			p := ch.pending[r.SURB]
-			ch.mu.Unlock()
-			if p == nil {
-				continue
-			}
-			if _, err := mailbox.DecodeAnswer(ch.codec, r.Payload); err != nil {
-				ch.log.Warn("mailbox node refused a put", "err", err)
-				continue
-			}
-			p.once.Do(func() {
-				close(p.acked)
-				if p.track == nil {
-					return
-				}
-				ch.mu.Lock()
-				p.track.left--
-				if p.track.left == 0 && p.track.known {
-					ch.ackedLocked(p.track)
-				}
-				ch.mu.Unlock()
-			})
 		}
 	}
 }
 
-// receive hands what the mailbox delivers to the e2e manager.
+// receive hands what the mailbox delivers to the queue, and the payloads
+// it completes to the e2e manager.
 func (ch *Chat) receive(ctx context.Context) {
 	for {
 		select {
@@ -765,12 +901,14 @@ func (ch *Chat) receive(ctx context.Context) {
 			ch.mu.Lock()
 			ch.dirty = true
 			ch.mu.Unlock()
-			evs, err := ch.m.Handle(ctx, msg.Data)
-			if err != nil {
-				ch.log.Debug("message not taken", "err", err)
-			}
-			for _, e := range evs {
-				ch.emit(ChatEvent{Event: e})
+			for _, payload := range ch.mq.HandleStored(msg.Data) {
+				evs, err := ch.m.Handle(ctx, payload)
+				if err != nil {
+					ch.log.Debug("message not taken", "err", err)
+				}
+				for _, e := range evs {
+					ch.emit(ChatEvent{Event: e})
+				}
 			}
 		}
 	}
@@ -802,7 +940,7 @@ func (ch *Chat) cleanup(ctx context.Context) {
 // ChatStatuses returns the delivery status function of the chat user in
 // dir without starting it (see Chat.Status).
 func ChatStatuses(dir string) (func(room e2e.RoomID, e e2e.Entry) e2e.Status, error) {
-	ch := &Chat{cfg: ChatConfig{DataDir: dir}, acked: map[string]bool{}}
+	ch := &Chat{cfg: ChatConfig{DataDir: dir}, legacy: map[string]bool{}}
 	if err := ch.loadAcks(); err != nil {
 		return nil, err
 	}

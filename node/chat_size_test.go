@@ -10,11 +10,11 @@ import (
 	"github.com/strata-mix/strata/sphinx"
 )
 
-// TestChatDeliverTooLarge checks that a payload larger than one put is
-// refused with ErrTooLarge before anything is sent.
+// TestChatDeliverTooLarge checks that a payload larger than ChatMaxPayload
+// is refused with ErrTooLarge before anything is queued.
 func TestChatDeliverTooLarge(t *testing.T) {
 	ch := &Chat{codec: mailbox.CodecFor(sphinx.DefaultGeometry())}
-	big := make([]byte, mailbox.MaxPut(ch.codec)+1)
+	big := make([]byte, ChatMaxPayload+1)
 	err := (*chatTransport)(ch).Deliver(context.Background(), []e2e.Address{{}}, big)
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("got %v, want ErrTooLarge", err)

@@ -59,7 +59,7 @@ func startUser(t *testing.T, ctx context.Context, cc node.ChainConfig, dir, name
 	t.Helper()
 	kdf := cheapKDF
 	c, err := node.StartChat(ctx, node.ChatConfig{DataDir: dir, Chain: cc, Passphrase: "pw " + name, KDF: &kdf, Name: name,
-		FetchEvery: 3 * time.Second, AckWait: time.Second, Logger: chatLogger(t)})
+		FetchEvery: 3 * time.Second, MaxBackoff: 5 * time.Second, Logger: chatLogger(t)})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -271,7 +271,7 @@ func BenchmarkChatDeliver(b *testing.B) {
 	}
 	kdf := cheapKDF
 	start := func(name string) *node.Chat {
-		c, err := node.StartChat(ctx, node.ChatConfig{DataDir: filepath.Join(b.TempDir(), name), Chain: cc, KDF: &kdf, Name: name, AckWait: time.Second})
+		c, err := node.StartChat(ctx, node.ChatConfig{DataDir: filepath.Join(b.TempDir(), name), Chain: cc, KDF: &kdf, Name: name, MaxBackoff: 5 * time.Second})
 		if err != nil {
 			b.Fatal(err)
 		}

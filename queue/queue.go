@@ -301,6 +301,15 @@ func (q *Queue) SetLoss(p float64) {
 	q.mu.Unlock()
 }
 
+// Holds reports whether message id is still in flight: queued (or
+// reloaded after a restart) and not yet acked, sent in full or given up.
+func (q *Queue) Holds(id MsgID) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, ok := q.msgs[id]
+	return ok
+}
+
 // Stats returns the queue's counters.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()

@@ -137,13 +137,13 @@ func (s *chatSession) run(ctx context.Context, in io.Reader) error {
 			return nil
 		case line, ok := <-lines:
 			if !ok {
-				// End of input: let the last puts be acknowledged.
-				fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
-				s.ch.Flush(fctx)
-				fcancel()
+				// End of input: let the last messages go out and, if
+				// the recipients are online, be acknowledged.
+				s.drain(ctx)
 				return nil
 			}
 			if quit := s.line(ctx, strings.TrimSpace(line)); quit {
+				s.drain(ctx)
 				return nil
 			}
 		}
@@ -282,4 +282,15 @@ func (s *chatSession) line(ctx context.Context, line string) bool {
 		s.printf("! %v\n", err)
 	}
 	return false
+}
+
+// drain waits for the session's messages to go out, then briefly for their
+// acknowledgements; what is left is sent again at the next start.
+func (s *chatSession) drain(ctx context.Context) {
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	s.ch.WaitSent(sctx)
+	scancel()
+	actx, acancel := context.WithTimeout(ctx, ackWait)
+	s.ch.Flush(actx)
+	acancel()
 }

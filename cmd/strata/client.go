@@ -215,13 +215,26 @@ func newClientCardCmd(o *clientOpts) *cobra.Command {
 	}
 }
 
-// flush waits for the puts of a command to be acknowledged and reports
-// those still on their way.
+// ackWait is how long a command that sends waits, by default, for the
+// recipients' acknowledgements: their queues acknowledge only while they
+// are online, within a second or two.
+const ackWait = 5 * time.Second
+
+// flush waits for the messages of a command to go out, then up to d for
+// the recipients' acknowledgements, and reports those still on their way:
+// they stay queued in the data dir and are sent again at the next start.
 func flush(cmd *cobra.Command, ch *node.Chat, d time.Duration) {
+	sctx, scancel := context.WithTimeout(cmd.Context(), 60*time.Second)
+	n := ch.WaitSent(sctx)
+	scancel()
+	if n > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d message(s) not sent yet (they go out at the next start)\n", n)
+		return
+	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), d)
 	defer cancel()
 	if n := ch.Flush(ctx); n > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "%d message(s) not acknowledged yet (resends stop when this command exits)\n", n)
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d message(s) not acknowledged yet (recipients offline?); sent again at the next start\n", n)
 	}
 }
 
@@ -256,7 +269,7 @@ func newClientContactCmd(o *clientOpts) *cobra.Command {
 			return nil
 		},
 	}
-	add.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the mailbox node's acknowledgement")
+	add.Flags().DurationVar(&wait, "wait", ackWait, "how long to wait for the contact's acknowledgement")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List contacts",
@@ -344,7 +357,7 @@ func newClientSendCmd(o *clientOpts) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the mailbox nodes' acknowledgements")
+	cmd.Flags().DurationVar(&wait, "wait", ackWait, "how long to wait for the recipients' acknowledgements")
 	return cmd
 }
 
@@ -561,7 +574,7 @@ func newClientRoomCmd(o *clientOpts) *cobra.Command {
 				return nil
 			},
 		}
-		c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the mailbox nodes' acknowledgements")
+		c.Flags().DurationVar(&wait, "wait", ackWait, "how long to wait for the recipients' acknowledgements")
 		return c
 	}
 	create := &cobra.Command{

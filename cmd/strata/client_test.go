@@ -68,7 +68,7 @@ func TestClientScriptedRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a whole network")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	n, err := testnet.Start(ctx, testnet.Config{
 		DataDir: t.TempDir(), MeanDelay: 5 * time.Millisecond, BlockInterval: 200 * time.Millisecond,
@@ -95,6 +95,21 @@ func TestClientScriptedRun(t *testing.T) {
 			t.Fatalf("%s: strata %q: %v\n%s", who, full, err, out)
 		}
 		return out
+	}
+	// background runs a command while the test goes on; its output comes
+	// on the channel.
+	background := func(who string, args ...string) <-chan string {
+		t.Helper()
+		c := make(chan string, 1)
+		go func() {
+			full := append(append([]string{"client"}, args[0]), append([]string{"--data-dir", dirs[who], "--passphrase-file", passFile}, args[1:]...)...)
+			out, err := run(full...)
+			if err != nil {
+				out += "\nerror: " + err.Error()
+			}
+			c <- out
+		}()
+		return c
 	}
 	codes := map[string]string{}
 	for who := range dirs {
@@ -124,19 +139,23 @@ func TestClientScriptedRun(t *testing.T) {
 	if out := strata("alice", "card"); !strings.HasPrefix(out, "strata1") {
 		t.Errorf("card: %s", out)
 	}
-	if out := strata("bob", "contact", "add", codes["alice"]); !strings.Contains(out, "contact alice added") {
+	if out := strata("bob", "contact", "add", codes["alice"], "--wait", "1s"); !strings.Contains(out, "contact alice added") {
 		t.Errorf("contact add: %s", out)
 	}
-	if out := strata("bob", "send", "alice", "hello from bob"); !strings.Contains(out, "acked") {
+	// Acknowledgements come from the recipient's queue: they arrive while
+	// the recipient runs (here a read alongside the send).
+	reading := background("alice", "read", "--wait", "4s")
+	if out := strata("bob", "send", "alice", "hello from bob", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send: %s", out)
 	}
-	if out := strata("alice", "read", "--wait", "3s"); !strings.Contains(out, "bob: hello from bob") {
+	if out := <-reading; !strings.Contains(out, "bob: hello from bob") {
 		t.Errorf("alice read: %s", out)
 	}
-	if out := strata("alice", "send", "bob", "hello from alice"); !strings.Contains(out, "acked") {
+	reading = background("bob", "read", "--wait", "4s")
+	if out := strata("alice", "send", "bob", "hello from alice", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send: %s", out)
 	}
-	if out := strata("bob", "read", "--wait", "3s"); !strings.Contains(out, "alice: hello from alice") || !strings.Contains(out, "hello from bob (acked)") {
+	if out := <-reading; !strings.Contains(out, "alice: hello from alice") || !strings.Contains(out, "hello from bob (acked)") {
 		t.Errorf("bob read: %s", out)
 	}
 	if out := strata("bob", "read", "--wait", "0s"); strings.Contains(out, "hello") {
@@ -151,13 +170,15 @@ func TestClientScriptedRun(t *testing.T) {
 	// A room: alice invites bob by his code.
 	bobCode := strings.TrimSpace(strata("bob", "card"))
 	strata("alice", "room", "create", "team")
-	if out := strata("alice", "room", "invite", "team", bobCode); !strings.Contains(out, "team") || !strings.Contains(out, "alice, bob") {
+	if out := strata("alice", "room", "invite", "team", bobCode, "--wait", "1s"); !strings.Contains(out, "team") || (!strings.Contains(out, "alice, bob") && !strings.Contains(out, "bob, alice")) {
 		t.Errorf("room invite: %s", out)
 	}
-	if out := strata("alice", "send", "team", "hi team"); !strings.Contains(out, "acked") {
+	// The Welcome waits in bob's mailbox; he joins when he reads.
+	reading = background("bob", "read", "--wait", "4s")
+	if out := strata("alice", "send", "team", "hi team", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send to room: %s", out)
 	}
-	if out := strata("bob", "read", "--wait", "3s"); !strings.Contains(out, "joined room") || !strings.Contains(out, "alice: hi team") {
+	if out := <-reading; !strings.Contains(out, "joined room") || !strings.Contains(out, "alice: hi team") {
 		t.Errorf("bob read room: %s", out)
 	}
 	// bob's side names the joined room after alice (MLS carries no room
