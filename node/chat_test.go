@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -114,6 +115,39 @@ func (u *user) send(t *testing.T, ctx context.Context, room e2e.RoomID, text str
 	return seq
 }
 
+// status is the delivery status of history entry seq of room.
+func (u *user) status(t *testing.T, room e2e.RoomID, seq uint64) e2e.Status {
+	t.Helper()
+	hist, err := u.Manager().History(room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range hist {
+		if e.Seq == seq {
+			return u.Status(room, e)
+		}
+	}
+	t.Fatalf("%s: no history entry #%d", u.name, seq)
+	return ""
+}
+
+// noneQueued checks that the user's data dir tracks no queued message (and
+// keeps no acks.json of earlier versions).
+func (u *user) noneQueued(t *testing.T) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(u.dir, "queued.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil || len(m) > 0 {
+		t.Errorf("%s: queued.json after every ack: %s (%v)", u.name, b, err)
+	}
+	if _, err := os.Stat(filepath.Join(u.dir, "acks.json")); err == nil {
+		t.Errorf("%s: acks.json written", u.name)
+	}
+}
+
 // TestChatOverMixnet runs everything real: a CometBFT chain, relays and
 // mailbox nodes over libp2p, bbolt stores. Two users exchange cards and
 // talk both ways with acknowledgements, one restarts mid-conversation and
@@ -147,13 +181,25 @@ func TestChatOverMixnet(t *testing.T) {
 	bob.waitText(t, dm, "hi bob")
 	t.Logf("1:1 both ways in %v", time.Since(start).Round(time.Millisecond))
 
-	// bob restarts; alice writes while he is away; he continues.
+	// bob restarts; alice writes while he is away and stops at once (her
+	// queue keeps the message); both come back, the message is delivered
+	// and acknowledged after alice's restart; bob continues.
 	if err := bob.Close(); err != nil {
 		t.Fatal(err)
 	}
-	alice.send(t, ctx, dm, "while you were away")
+	away := alice.send(t, ctx, dm, "while you were away")
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
 	bob = startUser(t, ctx, cc, bob.dir, "bob")
+	alice = startUser(t, ctx, cc, alice.dir, "alice")
 	bob.waitText(t, dm, "while you were away")
+	alice.wait(t, 20*time.Second, "ack after restart", func(ev node.ChatEvent) bool {
+		return ev.Kind == node.EventAcked && ev.Room == dm && ev.Seq == away
+	})
+	if st := alice.status(t, dm, away); st != node.StatusAcked {
+		t.Errorf("status of a message acknowledged after a restart: %s", st)
+	}
 	bob.send(t, ctx, dm, "back")
 	alice.waitText(t, dm, "back")
 	hist, err := bob.Manager().History(dm)
@@ -217,6 +263,118 @@ func TestChatOverMixnet(t *testing.T) {
 	}
 	if info, err := carol.Manager().Room(room); err != nil || !info.Removed {
 		t.Errorf("carol's room after removal: %+v, %v", info, err)
+	}
+	// Acknowledged messages leave nothing behind in the data dir.
+	fctx, fcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer fcancel()
+	if n := alice.Flush(fctx); n > 0 {
+		t.Errorf("alice: %d messages still unacknowledged", n)
+	}
+	alice.noneQueued(t)
+	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestChatRoomOfFive checks that a room of five works over the mixnet: the
+// Welcome for four joiners at once is larger than one mailbox Put
+// (mailbox.MaxPut), so it reaches them only because the queue chunks it;
+// every member reads a message sent to the room; a removed member does not
+// read the next one while the four others do.
+func TestChatRoomOfFive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	start := time.Now()
+	cc := startChatNet(t, ctx)
+	base := t.TempDir()
+	var users []*user
+	for _, name := range []string{"ann", "ben", "cat", "dan", "eve"} {
+		users = append(users, startUser(t, ctx, cc, filepath.Join(base, name), name))
+	}
+	t.Logf("network and users up in %v", time.Since(start).Round(time.Millisecond))
+	owner, others := users[0], users[1:]
+	room, err := owner.Manager().CreateRoom("five")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []ed25519.PublicKey
+	for _, u := range others {
+		c := u.card(t)
+		if err := owner.Manager().ImportContact(c); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, c.Key)
+	}
+	before := owner.QueueStats()
+	if err := owner.Manager().Invite(ctx, room, keys...); err != nil {
+		t.Fatalf("invite of four: %v", err)
+	}
+	for _, u := range others {
+		u.wait(t, 30*time.Second, "welcome", func(ev node.ChatEvent) bool { return ev.Kind == e2e.EventJoined && ev.Room == room })
+	}
+	// The invite queued one Welcome per joiner (the commit has nobody to
+	// go to); each took more than one chunk: more than one packet.
+	after := owner.QueueStats()
+	if q := after.Queued - before.Queued; q != 4 {
+		t.Errorf("invite queued %d messages, want 4", q)
+	}
+	if c := after.ChunkItems - before.ChunkItems; c < 8 {
+		t.Errorf("four Welcomes went out in %d chunks: not chunked", c)
+	}
+	t.Logf("room of five in %v (%d packets, %d chunks for the Welcomes)", time.Since(start).Round(time.Millisecond),
+		after.Packets-before.Packets, after.ChunkItems-before.ChunkItems)
+
+	seq := owner.send(t, ctx, room, "hello five")
+	for _, u := range others {
+		u.waitText(t, room, "hello five")
+	}
+	owner.wait(t, 20*time.Second, "ack from four", func(ev node.ChatEvent) bool {
+		return ev.Kind == node.EventAcked && ev.Room == room && ev.Seq == seq
+	})
+	others[1].send(t, ctx, room, "cat here")
+	for _, u := range users {
+		if u != others[1] {
+			u.waitText(t, room, "cat here")
+		}
+	}
+	t.Logf("everyone read in %v", time.Since(start).Round(time.Millisecond))
+
+	// eve is removed: she learns it, the others apply the commit, and only
+	// they read what follows.
+	eve, rest := others[3], others[:3]
+	if err := owner.Manager().Remove(ctx, room, keys[3]); err != nil {
+		t.Fatal(err)
+	}
+	eve.wait(t, 20*time.Second, "removal", func(ev node.ChatEvent) bool { return ev.Kind == e2e.EventRemoved && ev.Room == room })
+	for _, u := range rest {
+		u.wait(t, 20*time.Second, "commit", func(ev node.ChatEvent) bool { return ev.Kind == e2e.EventChanged && ev.Room == room })
+	}
+	seq = owner.send(t, ctx, room, "without eve")
+	for _, u := range rest {
+		u.waitText(t, room, "without eve")
+	}
+	owner.wait(t, 20*time.Second, "ack from three", func(ev node.ChatEvent) bool {
+		return ev.Kind == node.EventAcked && ev.Room == room && ev.Seq == seq
+	})
+	info, err := owner.Manager().Room(room)
+	if err != nil || len(info.Members) != 4 {
+		t.Errorf("room after removal: %d members, %v", len(info.Members), err)
+	}
+	// Anything eve's mailbox still received has had time to arrive (the
+	// owner's ack came after the others decoded it).
+	time.Sleep(500 * time.Millisecond)
+	hist, err := eve.Manager().History(room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range hist {
+		if e.Text == "without eve" {
+			t.Fatal("a removed member read a later message")
+		}
+	}
+	if info, err := eve.Manager().Room(room); err != nil || !info.Removed {
+		t.Errorf("eve's room after removal: %+v, %v", info, err)
 	}
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
 }
