@@ -3,8 +3,12 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/strata-mix/strata/sphinx"
 )
 
 // BenchmarkEndToEndLatency measures the latency of messages between the two
@@ -16,7 +20,9 @@ import (
 //
 // λP = 20/s keeps the wait for a payload slot (mean 1/λP = 50 ms at the
 // sender, and the mailbox pushes at once) small beside the six mix delays,
-// whose sum alone has mean 300 ms and p99 ≈ 0.66 s.
+// whose sum alone has mean 300 ms and p99 ≈ 0.66 s. The benchmark also
+// reports what the delay law predicts (predictedLatency): the measured
+// figures minus these are processing, links, fsync and the mailbox push.
 func BenchmarkEndToEndLatency(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -56,4 +62,25 @@ func BenchmarkEndToEndLatency(b *testing.B) {
 	b.ReportMetric(c.P50*1000, "p50-ms")
 	b.ReportMetric(c.P99*1000, "p99-ms")
 	b.ReportMetric(float64(c.Delivered)/float64(b.N)*100, "%delivered")
+	p50, p99 := predictedLatency(sphinx.DelayPolicy{Mean: 50 * time.Millisecond}, 6, 20)
+	b.ReportMetric(p50.Seconds()*1000, "predicted-p50-ms")
+	b.ReportMetric(p99.Seconds()*1000, "predicted-p99-ms")
+}
+
+// predictedLatency is the latency law of a message whose hops delays
+// follow policy (drawn by the hops' own sphinx.DelayPolicy.Sample) plus
+// the wait for a payload slot at rate lambdaP: its p50 and p99 over a
+// million draws. Processing, links and the mailbox's fsync are not in it.
+func predictedLatency(policy sphinx.DelayPolicy, hops int, lambdaP float64) (p50, p99 time.Duration) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	const n = 1_000_000
+	d := make([]time.Duration, n)
+	for i := range d {
+		d[i] = time.Duration(rnd.ExpFloat64() / lambdaP * float64(time.Second))
+		for range hops {
+			d[i] += policy.Sample(rnd.Uint64())
+		}
+	}
+	slices.Sort(d)
+	return d[n/2], d[n*99/100]
 }
