@@ -435,23 +435,7 @@ func (ch *Chat) saveState() error {
 }
 
 func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("node: chat: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("node: chat: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("node: chat: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("node: chat: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeFileSynced(path, b); err != nil {
 		return fmt.Errorf("node: chat: %w", err)
 	}
 	return nil

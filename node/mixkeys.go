@@ -52,9 +52,9 @@ func LoadMixKey(dataDir string, epoch uint64) (*sphinx.PrivateKey, error) {
 	return (*sphinx.PrivateKey)(raw), nil
 }
 
-// writeFileSynced writes data to a new file at path (mode 0600) through a
-// temporary file, fsyncs it and its directory, so a crash leaves either no
-// key or the whole key.
+// writeFileSynced writes data to a file at path (mode 0600) through a
+// temporary file, fsyncs it and its directory, so a crash leaves the old
+// contents or the new, never a part (mix keys, chat state).
 func writeFileSynced(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
