@@ -3,12 +3,11 @@ package client
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/strata-mix/strata/internal/testvec"
 	"github.com/strata-mix/strata/sphinx"
 )
 
@@ -84,24 +83,8 @@ func makeVectors(t *testing.T) vectors {
 // TestVectors checks the published vectors against the code (and
 // regenerates them with -update).
 func TestVectors(t *testing.T) {
-	path := filepath.Join("testdata", "vectors.json")
-	if *updateVectors {
-		b, err := json.MarshalIndent(makeVectors(t), "", " ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./client -run TestVectors -update)", err)
-	}
 	var v vectors
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
+	testvec.Load(t, filepath.Join("testdata", "vectors.json"), *updateVectors, func() any { return makeVectors(t) }, &v)
 	g := sphinx.DefaultGeometry()
 	if v.PacketSize != g.PacketSize() || v.Capacity != g.PayloadCapacity() || len(v.Tokens) == 0 || len(v.Pads) == 0 || len(v.Pushes) == 0 {
 		t.Fatalf("vectors for another geometry, or empty: %d %d", v.PacketSize, v.Capacity)

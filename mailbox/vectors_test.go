@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/strata-mix/strata/internal/testvec"
 	"github.com/strata-mix/strata/sphinx"
 )
 
@@ -19,24 +17,9 @@ var updateVectors = flag.Bool("update", false, "rewrite testdata/vectors.json")
 
 const vectorsPath = "testdata/vectors.json"
 
-// hexBytes is a byte string that JSON carries as hex. An empty one is
-// omitted (with omitempty) and reads back as nil.
-type hexBytes []byte
+type hexBytes = testvec.Hex
 
-func (h hexBytes) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
-func (h *hexBytes) UnmarshalText(b []byte) error {
-	v, err := hex.DecodeString(string(b))
-	*h = v
-	return err
-}
-
-// hb normalizes an empty byte string to nil, as JSON reads it back.
-func hb(b []byte) hexBytes {
-	if len(b) == 0 {
-		return nil
-	}
-	return bytes.Clone(b)
-}
+var hb = testvec.Of
 
 // vectorFile is mailbox/testdata/vectors.json.
 type vectorFile struct {
@@ -276,26 +259,8 @@ func jsonOf(t *testing.T, v any) string {
 // TestVectors checks testdata/vectors.json both ways: the fields of every
 // vector encode to its bytes, and its bytes decode to its fields.
 func TestVectors(t *testing.T) {
-	if *updateVectors {
-		b, err := json.MarshalIndent(makeVectors(t), "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(vectorsPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsPath, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raw, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatalf("%v (go test ./mailbox -run TestVectors -update)", err)
-	}
 	var vf vectorFile
-	if err := json.Unmarshal(raw, &vf); err != nil {
-		t.Fatal(err)
-	}
+	testvec.Load(t, vectorsPath, *updateVectors, func() any { return makeVectors(t) }, &vf)
 	if jsonOf(t, vf) != jsonOf(t, makeVectors(t)) {
 		t.Error("testdata/vectors.json differs from what the code produces (go test ./mailbox -run TestVectors -update)")
 	}

@@ -5,14 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/strata-mix/strata/internal/testvec"
 	"github.com/strata-mix/strata/sphinx"
 )
 
@@ -20,23 +18,9 @@ var updateVectors = flag.Bool("update", false, "rewrite testdata/vectors.json (f
 
 const vectorsPath = "testdata/vectors.json"
 
-// hexBytes is a byte string that JSON carries as hex. An empty one is
-// omitted (with omitempty) and reads back as nil.
-type hexBytes []byte
+type hexBytes = testvec.Hex
 
-func (h hexBytes) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
-func (h *hexBytes) UnmarshalText(b []byte) error {
-	v, err := hex.DecodeString(string(b))
-	*h = v
-	return err
-}
-
-func hb(b []byte) hexBytes {
-	if len(b) == 0 {
-		return nil
-	}
-	return bytes.Clone(b)
-}
+var hb = testvec.Of
 
 // vectorFile is pki/testdata/vectors.json.
 type vectorFile struct {
@@ -325,8 +309,9 @@ func jsonOf(t *testing.T, v any) string {
 // TestVectors checks testdata/vectors.json both ways: the fields of every
 // vector encode to its bytes, and its bytes decode to its fields.
 func TestVectors(t *testing.T) {
-	if *updateVectors {
-		vf := makeVectors(t, func(name string, epoch uint64, key ed25519.PrivateKey, role Role, addrs []string) uint64 {
+	var vf vectorFile
+	testvec.Load(t, vectorsPath, *updateVectors, func() any {
+		return makeVectors(t, func(name string, epoch uint64, key ed25519.PrivateKey, role Role, addrs []string) uint64 {
 			raw, err := NewIntention(context.Background(), vectorChain, epoch, key, role, addrs, DefaultPowBits)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
@@ -337,25 +322,7 @@ func TestVectors(t *testing.T) {
 			}
 			return tx.Body.(*Intention).Nonce
 		})
-		b, err := json.MarshalIndent(vf, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(vectorsPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsPath, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raw, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatalf("%v (go test ./pki -run TestVectors -update)", err)
-	}
-	var vf vectorFile
-	if err := json.Unmarshal(raw, &vf); err != nil {
-		t.Fatal(err)
-	}
+	}, &vf)
 	published := map[string]uint64{}
 	for _, v := range vf.Transactions {
 		published[v.Name] = v.Body.Nonce

@@ -3,14 +3,14 @@ package queue
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/strata-mix/strata/internal/testvec"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/vectors.json")
@@ -113,22 +113,9 @@ func makeVectors(t *testing.T) []vector {
 // re-encode to their bytes, and a chunk vector's symbols decode to its
 // message.
 func TestVectors(t *testing.T) {
-	path := filepath.Join("testdata", "vectors.json")
 	vs := makeVectors(t)
-	if *update {
-		b, _ := json.MarshalIndent(vs, "", "  ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var pub []vector
-	if err := json.Unmarshal(raw, &pub); err != nil {
-		t.Fatal(err)
-	}
+	testvec.Load(t, filepath.Join("testdata", "vectors.json"), *update, func() any { return vs }, &pub)
 	if !reflect.DeepEqual(pub, vs) {
 		t.Fatal("testdata/vectors.json differs from what the code produces (go test -run TestVectors -update)")
 	}

@@ -2,28 +2,19 @@ package sphinx
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/strata-mix/strata/internal/testvec"
 )
 
 var updateVectors = flag.Bool("update", false, "regenerate testdata/vectors.json")
 
 const vectorsPath = "testdata/vectors.json"
 
-// hexBytes is a byte string that JSON carries as hex.
-type hexBytes []byte
-
-func (h hexBytes) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
-func (h *hexBytes) UnmarshalText(b []byte) error {
-	v, err := hex.DecodeString(string(b))
-	*h = v
-	return err
-}
+type hexBytes = testvec.Hex
 
 type vectorFile struct {
 	Comment     string       `json:"comment"`
@@ -167,30 +158,14 @@ func vectorInputs() []vectorCase {
 func TestVectors(t *testing.T) {
 	f := testFormat(t)
 	delay := DelayPolicy{Mean: 50 * time.Millisecond}
-	if *updateVectors {
+	var vf vectorFile
+	testvec.Load(t, vectorsPath, *updateVectors, func() any {
 		vf := vectorFile{Comment: vectorComment, MaxHops: f.Geometry().MaxHops, PayloadSize: f.Geometry().PayloadSize, DelayMeanNS: int64(delay.Mean)}
 		for _, c := range vectorInputs() {
 			vf.Cases = append(vf.Cases, makeVectorCase(t, f, c, delay))
 		}
-		b, err := json.MarshalIndent(vf, "", " ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(vectorsPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsPath, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatalf("%v (run go test ./sphinx -run TestVectors -update)", err)
-	}
-	var vf vectorFile
-	if err := json.Unmarshal(b, &vf); err != nil {
-		t.Fatal(err)
-	}
+		return vf
+	}, &vf)
 	if vf.MaxHops != f.Geometry().MaxHops || vf.PayloadSize != f.Geometry().PayloadSize {
 		t.Fatalf("vectors are for %d hops / %d B payloads", vf.MaxHops, vf.PayloadSize)
 	}
