@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"testing"
@@ -247,14 +246,7 @@ func makeVectors(t *testing.T) vectorFile {
 	return vf
 }
 
-func jsonOf(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+var jsonOf = testvec.JSON
 
 // TestVectors checks testdata/vectors.json both ways: the fields of every
 // vector encode to its bytes, and its bytes decode to its fields.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"testing"
@@ -297,14 +296,7 @@ func makeVectors(t *testing.T, nonce func(name string, epoch uint64, key ed25519
 	return vf
 }
 
-func jsonOf(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+var jsonOf = testvec.JSON
 
 // TestVectors checks testdata/vectors.json both ways: the fields of every
 // vector encode to its bytes, and its bytes decode to its fields.

@@ -59,3 +59,14 @@ func Load(t testing.TB, path string, update bool, gen func() any, v any) {
 		t.Fatalf("%s: %v (%s)", path, err, rewrite)
 	}
 }
+
+// JSON is v's compact JSON encoding, to compare what a file holds with
+// what the code produces.
+func JSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
