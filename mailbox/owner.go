@@ -210,10 +210,17 @@ func (o *Owner) send(ctx context.Context, r *Request) error {
 // createAttempts bounds how often Create asks before giving up;
 // createCopies is how many requests each attempt sends, so that one lost
 // packet costs no backoff round (the node answers the spare copies with
-// "exists", which also counts as made).
+// "exists", which also counts as made). The wait between attempts starts
+// at createWait and doubles up to createMaxWait: a round trip passes seven
+// relays, so at 20 % loss per relay one copy in five comes back, and an
+// uncapped backoff once took over two minutes to create a mailbox (three
+// copies: an attempt succeeds with probability 0.5 there; twelve attempts
+// fail together with probability 2e-4, within 90 s).
 const (
-	createAttempts = 8
-	createCopies   = 2
+	createAttempts = 12
+	createCopies   = 3
+	createWait     = 2 * time.Second
+	createMaxWait  = 8 * time.Second
 )
 
 // Create makes the mailbox at its node, enrolled with the owner's key, and
@@ -223,7 +230,7 @@ const (
 // already counts as made (an earlier attempt's answer was lost).
 func (o *Owner) Create(ctx context.Context) error {
 	pub := o.cfg.Key.Public().(ed25519.PublicKey)
-	wait := 2 * time.Second
+	wait := createWait
 	for range createAttempts {
 		for range createCopies {
 			surbs, err := o.surbs(ctx, o.surbsPerRequest()-1)
@@ -240,7 +247,7 @@ func (o *Owner) Create(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
-			wait *= 2
+			wait = min(2*wait, createMaxWait)
 		}
 	}
 	return fmt.Errorf("mailbox: no answer to create after %d attempts", createAttempts)
