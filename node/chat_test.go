@@ -252,18 +252,7 @@ func TestChatOverMixnet(t *testing.T) {
 	alice.send(t, ctx, room, "after carol")
 	bob.waitText(t, room, "after carol")
 	time.Sleep(time.Second)
-	ch, err := carol.Manager().History(room)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ch {
-		if e.Text == "after carol" {
-			t.Fatal("a removed member read a later message")
-		}
-	}
-	if info, err := carol.Manager().Room(room); err != nil || !info.Removed {
-		t.Errorf("carol's room after removal: %+v, %v", info, err)
-	}
+	checkRemoved(t, carol.Chat, room, "after carol")
 	// Acknowledged messages leave nothing behind in the data dir.
 	fctx, fcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer fcancel()
@@ -364,18 +353,7 @@ func TestChatRoomOfFive(t *testing.T) {
 	// Anything eve's mailbox still received has had time to arrive (the
 	// owner's ack came after the others decoded it).
 	time.Sleep(500 * time.Millisecond)
-	hist, err := eve.Manager().History(room)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range hist {
-		if e.Text == "without eve" {
-			t.Fatal("a removed member read a later message")
-		}
-	}
-	if info, err := eve.Manager().Room(room); err != nil || !info.Removed {
-		t.Errorf("eve's room after removal: %+v, %v", info, err)
-	}
+	checkRemoved(t, eve.Chat, room, "without eve")
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
 }
 
@@ -478,4 +456,22 @@ func BenchmarkChatDeliver(b *testing.B) {
 		waitFor(bob, func(ev node.ChatEvent) bool { return ev.Kind == node.EventAcked && ev.Seq == seq })
 	}
 	b.ReportMetric(float64(recv.Milliseconds())/float64(b.N), "ms-to-receive")
+}
+
+// checkRemoved checks that ch's user knows it was removed from room and
+// never read text, sent after the removal.
+func checkRemoved(t *testing.T, ch *node.Chat, room e2e.RoomID, text string) {
+	t.Helper()
+	hist, err := ch.Manager().History(room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range hist {
+		if e.Text == text {
+			t.Fatalf("a removed member read %q, sent after its removal", text)
+		}
+	}
+	if info, err := ch.Manager().Room(room); err != nil || !info.Removed {
+		t.Errorf("room after removal: %+v, %v", info, err)
+	}
 }
