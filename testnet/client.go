@@ -142,8 +142,9 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 	go func() { defer d.wg.Done(); _ = d.owner.Run(cctx) }()
 	if err := d.owner.Create(start); err != nil {
 		d.close()
-		return nil, err
+		return nil, fmt.Errorf("testnet: %s: mailbox create: %w", d.name, err)
 	}
+	fmt.Fprintf(t.cfg.Progress, "[%5.1fs] %s: mailbox created\n", time.Since(t.start).Seconds(), d.name)
 	if d.mq != nil {
 		// Create stocked a few SURBs; chunks need many more.
 		d.wg.Go(func() {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,9 +37,12 @@ func startTestnetWith(t *testing.T, change func(*Config)) *Testnet {
 		EpochBlocks: 600, LambdaP: 20, LambdaL: 2, LambdaD: 2, LambdaM: 2,
 		Logger: testLogger(t),
 	}
+	cfg.Progress = logWriter{t}
 	change(&cfg)
-	// Through loss, creating the mailboxes takes a few round trips.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(60+300*cfg.Loss)*time.Second)
+	// Through loss, creating the mailboxes takes a few round trips; under
+	// -race beside other packages' tests the whole bring-up once took over
+	// 120 s at loss 0.2 (it usually takes 4–10 s): allow 240 s.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(60+900*cfg.Loss)*time.Second)
 	defer cancel()
 	n, err := Start(ctx, cfg)
 	if err != nil {
@@ -50,6 +54,15 @@ func startTestnetWith(t *testing.T, change func(*Config)) *Testnet {
 		}
 	})
 	return n
+}
+
+// logWriter sends the testnet's progress lines to the test log, so a
+// bring-up that times out shows how far it got.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
 }
 
 // waitDelivered waits until want messages were delivered, or fails.
