@@ -160,7 +160,9 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	)
 	injected := prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_relay_injected_loss_total",
 		Help: "Packets dropped on purpose by inject_loss (demonstrations only)."})
-	reg.MustRegister(injected)
+	notReady := prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_relay_not_ready_total",
+		Help: "Packets dropped because they arrived before the relay had its first topology and keys."})
+	reg.MustRegister(injected, notReady)
 	host, err := transport.New(ctx, transport.Config{
 		Identity: identity, PacketSize: format.Geometry().PacketSize(), ListenAddrs: cfg.Listen,
 		Handler: func(from transport.NodeID, pkt []byte) {
@@ -170,6 +172,8 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 			}
 			if rr := r.Load(); rr != nil {
 				rr.HandlePacket(sphinx.NodeID(from), pkt)
+			} else {
+				notReady.Inc()
 			}
 		},
 		// Every connected node may be a client for which this relay is
