@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -68,12 +69,15 @@ func TestRelaysFollowTheChain(t *testing.T) {
 		if err := transport.SaveIdentity(rd+".key", key); err != nil {
 			t.Fatal(err)
 		}
-		m := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		metrics = append(metrics, "http://"+m+"/metrics")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics = append(metrics, "http://"+ln.Addr().String()+"/metrics")
 		dataDirs = append(dataDirs, rd)
 		chain := cc
 		cfg := &RelayConfig{Identity: rd + ".key", DataDir: rd, Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Metrics: m, Chain: &chain, ChainInterval: "200ms", EpochLength: "10s", MaxRate: 1000}
+			MetricsListener: ln, Chain: &chain, ChainInterval: "200ms", EpochLength: "10s", MaxRate: 1000}
 		if err := cfg.check(); err != nil {
 			t.Fatal(err)
 		}

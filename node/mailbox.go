@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,8 @@ type MailboxConfig struct {
 	DataDir string   `toml:"data_dir"`
 	Listen  []string `toml:"listen"`
 	Metrics string   `toml:"metrics"`
+	// MetricsListener: as in RelayConfig.
+	MetricsListener net.Listener `toml:"-"`
 	// Chain is where the node registers (role mailbox) and reads epochs.
 	Chain         *ChainConfig `toml:"chain"`
 	ChainInterval string       `toml:"chain_interval"`
@@ -84,6 +87,9 @@ func duration(s string, def time.Duration) time.Duration {
 // (unwrap, replay check; it forwards nothing), executes the requests they
 // carry and answers through SURBs.
 func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error {
+	if cfg.MetricsListener != nil {
+		defer cfg.MetricsListener.Close() // served or not
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -170,8 +176,8 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	}
 	defer rl.Close()
 	r.Store(rl)
-	if cfg.Metrics != "" {
-		stop, err := serveMetrics(cfg.Metrics, reg, log)
+	if cfg.Metrics != "" || cfg.MetricsListener != nil {
+		stop, err := serveMetrics(cfg.Metrics, cfg.MetricsListener, reg, log)
 		if err != nil {
 			return err
 		}

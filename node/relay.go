@@ -34,6 +34,11 @@ type RelayConfig struct {
 	Listen []string `toml:"listen"`
 	// Metrics is the host:port of the Prometheus endpoint; empty: none.
 	Metrics string `toml:"metrics"`
+	// MetricsListener, if set, serves the metrics instead of binding
+	// Metrics: a caller that picks free ports (the testnet) binds them
+	// first, so no other process can take the port meanwhile. The node
+	// closes it when it stops.
+	MetricsListener net.Listener `toml:"-"`
 	// Chain is where the relay registers and reads its epochs: the PKI.
 	Chain *ChainConfig `toml:"chain"`
 	// ChainInterval is how often the chain is read (Go duration); default 1s.
@@ -129,6 +134,9 @@ func (c *RelayConfig) replayCap() int {
 // metrics endpoint, and its epochs — from the PKI chain when the config has
 // a [chain] section, else from the static topology file.
 func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
+	if cfg.MetricsListener != nil {
+		defer cfg.MetricsListener.Close() // served or not
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -269,8 +277,8 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	defer rl.Close()
 	r.Store(rl)
 
-	if cfg.Metrics != "" {
-		stop, err := serveMetrics(cfg.Metrics, reg, log)
+	if cfg.Metrics != "" || cfg.MetricsListener != nil {
+		stop, err := serveMetrics(cfg.Metrics, cfg.MetricsListener, reg, log)
 		if err != nil {
 			return err
 		}
@@ -394,11 +402,13 @@ func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointe
 	}
 }
 
-// serveMetrics serves reg on addr at /metrics.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("node: metrics: %w", err)
+// serveMetrics serves reg at /metrics on ln, or if it is nil on addr.
+func serveMetrics(addr string, ln net.Listener, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("node: metrics: %w", err)
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

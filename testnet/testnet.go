@@ -265,11 +265,13 @@ func (t *Testnet) startNode(ctx context.Context, name string, role pki.Role) err
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	// Bound here, not by port number later: another process could take
+	// a port picked free and closed before the node binds it.
+	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	metrics := fmt.Sprintf("127.0.0.1:%d", port)
+	metrics := metricsLn.Addr().String()
 	chain := t.chain
 	p := &nodeProc{name: name, role: role, id: sphinx.NodeID(transport.NodeIDFromPublicKey(key.Public().(ed25519.PublicKey))),
 		metrics: "http://" + metrics + "/metrics", done: make(chan error, 1), up: true}
@@ -280,10 +282,10 @@ func (t *Testnet) startNode(ctx context.Context, name string, role pki.Role) err
 	go func() {
 		var err error
 		if role == pki.RoleRelay {
-			err = node.RunRelay(nctx, &node.RelayConfig{Identity: keyPath, DataDir: dir, Listen: listen, Metrics: metrics,
+			err = node.RunRelay(nctx, &node.RelayConfig{Identity: keyPath, DataDir: dir, Listen: listen, MetricsListener: metricsLn,
 				Chain: &chain, ChainInterval: "250ms", MaxRate: 2000, EpochLength: "10m", InjectLoss: t.cfg.Loss}, log)
 		} else {
-			err = node.RunMailbox(nctx, &node.MailboxConfig{Identity: keyPath, DataDir: dir, Listen: listen, Metrics: metrics,
+			err = node.RunMailbox(nctx, &node.MailboxConfig{Identity: keyPath, DataDir: dir, Listen: listen, MetricsListener: metricsLn,
 				Chain: &chain, ChainInterval: "250ms", MaxRate: 2000, EpochLength: "10m"}, log)
 		}
 		if err != nil {
@@ -382,13 +384,4 @@ func (t *Testnet) Close() error {
 		errs = append(errs, t.validator.Stop())
 	}
 	return errors.Join(errs...)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
