@@ -68,6 +68,10 @@ type OwnerConfig struct {
 	// FetchEvery is how often the owner fetches what it may have missed
 	// (pushes lost, node restarted); default 30s.
 	FetchEvery time.Duration
+	// DeleteEvery, if positive, is how often Run asks the node to delete
+	// the messages handed out on Messages (Delete); otherwise the caller
+	// calls Delete when its application has kept what it received.
+	DeleteEvery time.Duration
 	// Epoch returns the current key epoch: the owner re-stocks when it
 	// changes, since SURBs die with their epoch.
 	Epoch func() uint64
@@ -292,9 +296,9 @@ const deleteRepeats = 3
 // (docs/mailbox.md).
 const deleteFP = 1e-6
 
-// Delete asks the node to delete the messages received since they were
-// last named deleteRepeats times, in as many deletion filters (false
-// positives: docs/mailbox.md) as one request each can carry.
+// Delete asks the node to delete the messages handed out on Messages,
+// naming each in deleteRepeats successive calls, in as many deletion
+// filters (false positives: docs/mailbox.md) as requests need.
 func (o *Owner) Delete(ctx context.Context) error {
 	o.mu.Lock()
 	ids := make([]MessageID, 0, len(o.del))
@@ -384,9 +388,6 @@ func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
 			m.ID = MessageIDOf(m.Data)
 			o.mu.Lock()
 			dup := !o.seen.First(m.ID)
-			if !dup {
-				o.del[m.ID] = 0
-			}
 			if m.Seq > o.have {
 				o.got[m.Seq] = true
 				for o.got[o.have+1] {
@@ -406,6 +407,10 @@ func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
 			}
 			select {
 			case o.msgs <- m:
+				// Handed out: from now on it may be deleted at the node.
+				o.mu.Lock()
+				o.del[m.ID] = 0
+				o.mu.Unlock()
 			case <-ctx.Done():
 				return true
 			}
@@ -466,6 +471,12 @@ func (o *Owner) Run(ctx context.Context) error {
 	gapTimer := time.NewTimer(time.Hour)
 	gapTimer.Stop()
 	gapArmed := false
+	var deleteTick <-chan time.Time
+	if o.cfg.DeleteEvery > 0 {
+		t := time.NewTicker(o.cfg.DeleteEvery)
+		defer t.Stop()
+		deleteTick = t.C
+	}
 	for {
 		var err error
 		select {
@@ -488,6 +499,8 @@ func (o *Owner) Run(ctx context.Context) error {
 			err = o.Stock(ctx, o.cfg.Stock)
 		case <-tick.C:
 			err = o.Fetch(ctx)
+		case <-deleteTick:
+			err = o.Delete(ctx)
 		case <-changeTick.C:
 			if o.changed() {
 				err = o.Stock(ctx, o.cfg.Stock)

@@ -309,3 +309,36 @@ func TestDeleteSplitsAndForgets(t *testing.T) {
 		t.Errorf("%d deletion requests after every message was named %d times", len(reqs), deleteRepeats)
 	}
 }
+
+// With DeleteEvery, Run deletes at the node what the owner handed out.
+func TestOwnerDeletesWhatItDelivered(t *testing.T) {
+	tb := newTestbed(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	o, _ := newOwner(t, tb, OwnerConfig{Stock: 4, DeleteEvery: 300 * time.Millisecond})
+	if err := o.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go o.Run(ctx)
+	for _, m := range []string{"one", "two", "three"} {
+		if _, err := Put(ctx, tbMix{tb, tb.newUser()}, tb.codec, sphinx.NodeID{}, o.cfg.ID, 7, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func() int {
+		ms, err := tb.store.Fetch(o.cfg.ID, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ms)
+	}
+	waitUntil(t, "three messages stored", func() bool { return stored() == 3 })
+	for range 3 {
+		select {
+		case <-o.Messages():
+		case <-ctx.Done():
+			t.Fatal("messages not delivered")
+		}
+	}
+	waitUntil(t, "the delivered messages deleted at the node", func() bool { return stored() == 0 })
+}

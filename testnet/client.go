@@ -120,7 +120,9 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 	d.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: c, Codec: d.codec, Node: d.node, ID: d.box, Type: demoType,
 		// Every queue chunk is a stored message pushed through one SURB:
 		// keep a deep stock, and fetch often what lost pushes left behind.
-		Key: boxKey, Stock: node.MailQueueStock, FetchEvery: 3 * time.Second, Epoch: func() uint64 {
+		// Delete what was received every 10 s, or a long run fills the
+		// mailboxes to their quota (every chunk is a stored message).
+		Key: boxKey, Stock: node.MailQueueStock, FetchEvery: 3 * time.Second, DeleteEvery: 10 * time.Second, Epoch: func() uint64 {
 			if top := t.cache.Current(); top != nil {
 				return top.Epoch
 			}
