@@ -143,15 +143,17 @@ func TestClientScriptedRun(t *testing.T) {
 		t.Errorf("contact add: %s", out)
 	}
 	// Acknowledgements come from the recipient's queue: they arrive while
-	// the recipient runs (here a read alongside the send).
-	reading := background("alice", "read", "--wait", "4s")
+	// the recipient runs (here a read alongside the send, long enough that
+	// the sender's start-up under a loaded CI does not outlast it: 4 s did
+	// once).
+	reading := background("alice", "read", "--wait", "8s")
 	if out := strata("bob", "send", "alice", "hello from bob", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send: %s", out)
 	}
 	if out := <-reading; !strings.Contains(out, "bob: hello from bob") {
 		t.Errorf("alice read: %s", out)
 	}
-	reading = background("bob", "read", "--wait", "4s")
+	reading = background("bob", "read", "--wait", "8s")
 	if out := strata("alice", "send", "bob", "hello from alice", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send: %s", out)
 	}
@@ -174,7 +176,7 @@ func TestClientScriptedRun(t *testing.T) {
 		t.Errorf("room invite: %s", out)
 	}
 	// The Welcome waits in bob's mailbox; he joins when he reads.
-	reading = background("bob", "read", "--wait", "4s")
+	reading = background("bob", "read", "--wait", "8s")
 	if out := strata("alice", "send", "team", "hi team", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send to room: %s", out)
 	}
