@@ -134,9 +134,10 @@ func (d *Dedup) First(id MessageID) bool {
 // Owner keeps a mailbox stocked with SURBs and receives what its node
 // pushes through them.
 type Owner struct {
-	cfg  OwnerConfig
-	log  *slog.Logger
-	msgs chan Message
+	cfg       OwnerConfig
+	log       *slog.Logger
+	msgs      chan Message
+	perDelete int // ids one deletion request carries (maxDeleteIDs)
 
 	mu sync.Mutex
 	// have is the highest sequence number up to which every message was
@@ -146,7 +147,7 @@ type Owner struct {
 	have    uint64
 	got     map[uint64]bool
 	seen    *Dedup            // delivered on Messages (bounded)
-	del     map[MessageID]int // received, to delete: filters they went in
+	del     map[MessageID]int // handed out, to delete: filters they went in
 	epoch   uint64
 	home    sphinx.NodeID
 	restock chan struct{}
@@ -174,7 +175,8 @@ func NewOwner(cfg OwnerConfig) *Owner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: NewDedup(0), del: map[MessageID]int{}, restock: make(chan struct{}, 1), gap: make(chan struct{}, 1), created: make(chan struct{}, 1)}
+	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: NewDedup(0), del: map[MessageID]int{},
+		perDelete: maxDeleteIDs(cfg.Codec), restock: make(chan struct{}, 1), gap: make(chan struct{}, 1), created: make(chan struct{}, 1)}
 }
 
 // Messages returns the messages the node delivers, each once.
@@ -306,12 +308,11 @@ func (o *Owner) Delete(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	o.mu.Unlock()
-	per, err := o.maxDeleteIDs()
-	if err != nil {
-		return err
+	if len(ids) > 0 && o.perDelete == 0 {
+		return fmt.Errorf("mailbox: a deletion filter does not fit a %d-byte request", o.cfg.Codec.MaxSize)
 	}
 	for len(ids) > 0 {
-		batch := ids[:min(len(ids), per)]
+		batch := ids[:min(len(ids), o.perDelete)]
 		ids = ids[len(batch):]
 		f, err := NewDeletionFilter(rand.Reader, len(batch), deleteFP)
 		if err != nil {
@@ -338,10 +339,11 @@ func (o *Owner) Delete(ctx context.Context) error {
 	return nil
 }
 
-// maxDeleteIDs is how many ids one signed deletion request can carry.
-func (o *Owner) maxDeleteIDs() (int, error) {
+// maxDeleteIDs is how many ids one signed deletion request of codec can
+// carry (0: not even one).
+func maxDeleteIDs(codec Codec) int {
 	// version, op, mailbox, type, time, filter length; then the signature.
-	room := o.cfg.Codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 2 + o.cfg.Codec.SignatureSize)
+	room := codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 2 + codec.SignatureSize)
 	fits := func(n int) bool {
 		f, err := NewDeletionFilter(zeroReader{}, n, deleteFP)
 		if err != nil {
@@ -351,7 +353,7 @@ func (o *Owner) maxDeleteIDs() (int, error) {
 		return err == nil && len(b) <= room
 	}
 	if !fits(1) {
-		return 0, fmt.Errorf("mailbox: a deletion filter does not fit a %d-byte request", o.cfg.Codec.MaxSize)
+		return 0
 	}
 	lo, hi := 1, 2 // fits(lo), and hi is the first n that does not (once found)
 	for fits(hi) {
@@ -364,7 +366,7 @@ func (o *Owner) maxDeleteIDs() (int, error) {
 			hi = mid
 		}
 	}
-	return lo, nil
+	return lo
 }
 
 // zeroReader reads zeros: sizing filters needs no salt.

@@ -134,7 +134,6 @@ type Chat struct {
 	legacy map[string]bool             // "room:seq" acked, from an acks.json of an earlier version
 	tracks map[queue.MsgID]*track      // queued messages of a Send, until their outcome
 	queued map[queue.MsgID]queuedEntry // queued.json: the tracked messages of known history entries
-	dirty  bool                        // messages received since the last Delete
 	closed bool
 }
 
@@ -151,9 +150,8 @@ type track struct {
 
 // queuedEntry is a value of queued.json (keyed by queue message id, hex).
 type queuedEntry struct {
-	Room string    `json:"room"` // hex
-	Seq  uint64    `json:"seq"`
-	Time time.Time `json:"time"` // when it was queued
+	Room string `json:"room"` // hex
+	Seq  uint64 `json:"seq"`
 }
 
 type trackKey struct{}
@@ -271,7 +269,8 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 	// Every queue chunk is a stored message pushed through one SURB: keep
 	// a deep stock.
 	ch.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: ch.c, Codec: ch.codec, Node: addr.Node, ID: addr.Mailbox, Type: ChatType,
-		Key: ed25519.NewKeyFromSeed(boxKey), Stock: MailQueueStock, FetchEvery: cfg.FetchEvery, Logger: log.With("part", "mailbox"),
+		Key: ed25519.NewKeyFromSeed(boxKey), Stock: MailQueueStock, FetchEvery: cfg.FetchEvery, DeleteEvery: 3 * time.Second,
+		Logger: log.With("part", "mailbox"),
 		Epoch: func() uint64 {
 			if t := ch.top(); t != nil {
 				return t.Epoch
@@ -298,12 +297,11 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 		return nil, fmt.Errorf("node: chat: %w", err)
 	}
 	ch.migrateAcks()
-	ch.wg.Add(5)
+	ch.wg.Add(4)
 	go func() { defer ch.wg.Done(); ch.mq.Run(ch.ctx) }()
 	go func() { defer ch.wg.Done(); ch.dispatch(ch.ctx) }()
 	go func() { defer ch.wg.Done(); ch.receive(ch.ctx) }()
 	go func() { defer ch.wg.Done(); _ = ch.owner.Run(ch.ctx) }()
-	go func() { defer ch.wg.Done(); ch.cleanup(ch.ctx) }()
 	if !ch.state.Created {
 		if err := ch.owner.Create(ctx); err != nil {
 			return nil, fmt.Errorf("node: chat: create mailbox: %w", err)
@@ -570,15 +568,14 @@ func (ch *Chat) saveQueuedLocked() {
 	}
 }
 
-// forwardDelay is the queue's expected latency of a chunk from its slot to
-// the recipient's queue: the forward route (four hops of the topology's
-// mean delay) and the mailbox node's push, as the testnet has it.
+// forwardDelay is MailQueueForwardDelay at the topology's mean hop delay
+// (50 ms without one).
 func forwardDelay(top *pki.Topology) time.Duration {
 	d := 50 * time.Millisecond
 	if top != nil && top.Params.MeanDelay > 0 {
 		d = top.Params.MeanDelay
 	}
-	return time.Second + 8*d
+	return MailQueueForwardDelay(d)
 }
 
 // address is the user's mailbox.
@@ -640,7 +637,7 @@ func (ch *Chat) Send(ctx context.Context, room e2e.RoomID, text string) (uint64,
 	ch.mu.Lock()
 	tr.room, tr.seq, tr.known = room, seq, true
 	if tr.left > 0 {
-		e := queuedEntry{Room: hex.EncodeToString([]byte(room)), Seq: seq, Time: time.Now()}
+		e := queuedEntry{Room: hex.EncodeToString([]byte(room)), Seq: seq}
 		for _, id := range tr.ids {
 			if ch.tracks[id] == tr {
 				ch.queued[id] = e
@@ -882,9 +879,6 @@ func (ch *Chat) receive(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case msg := <-ch.owner.Messages():
-			ch.mu.Lock()
-			ch.dirty = true
-			ch.mu.Unlock()
 			for _, payload := range ch.mq.HandleStored(msg.Data) {
 				evs, err := ch.m.Handle(ctx, payload)
 				if err != nil {
@@ -893,29 +887,6 @@ func (ch *Chat) receive(ctx context.Context) {
 				for _, e := range evs {
 					ch.emit(ChatEvent{Event: e})
 				}
-			}
-		}
-	}
-}
-
-// cleanup deletes the messages handled from the mailbox, at most every few
-// seconds.
-func (ch *Chat) cleanup(ctx context.Context) {
-	t := time.NewTicker(3 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		ch.mu.Lock()
-		dirty := ch.dirty
-		ch.dirty = false
-		ch.mu.Unlock()
-		if dirty {
-			if err := ch.owner.Delete(ctx); err != nil && ctx.Err() == nil {
-				ch.log.Debug("mailbox delete", "err", err)
 			}
 		}
 	}

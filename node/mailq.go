@@ -53,6 +53,13 @@ const (
 	restockSURBs = 10
 )
 
+// MailQueueForwardDelay is the expected latency of a queue chunk from its
+// payload slot to the recipient's queue at mean per-hop delay mean: the
+// forward route and the mailbox node's push back through the owner's SURB
+// (eight hops), plus a second for slot waits and processing
+// (queue.Config.ForwardDelay).
+func MailQueueForwardDelay(mean time.Duration) time.Duration { return time.Second + 8*mean }
+
 // MailQueueConfig configures a MailQueue.
 type MailQueueConfig struct {
 	// Path is the queue's bbolt file: messages queued survive a restart

@@ -21,8 +21,7 @@ import (
 func (d *demoClient) openQueue(dir string) error {
 	mq, err := node.OpenMailQueue(node.MailQueueConfig{
 		Path: filepath.Join(dir, "queue.db"), Client: d.c, Owner: d.owner, Codec: d.codec, Type: demoType,
-		// Forward route (four hops) plus the wait for the mailbox's push.
-		ForwardDelay: time.Second + 8*d.t.cfg.MeanDelay,
+		ForwardDelay: node.MailQueueForwardDelay(d.t.cfg.MeanDelay),
 		MaxBackoff:   30 * time.Second, Deadline: 10 * time.Minute,
 		OnOutcome: d.outcome, OnSent: d.markSent,
 		Logger: d.t.cfg.Logger.With("node", d.name, "part", "queue"),

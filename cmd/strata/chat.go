@@ -287,10 +287,5 @@ func (s *chatSession) line(ctx context.Context, line string) bool {
 // drain waits for the session's messages to go out, then briefly for their
 // acknowledgements; what is left is sent again at the next start.
 func (s *chatSession) drain(ctx context.Context) {
-	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-	s.ch.WaitSent(sctx)
-	scancel()
-	actx, acancel := context.WithTimeout(ctx, ackWait)
-	s.ch.Flush(actx)
-	acancel()
+	waitDelivery(ctx, s.ch, 30*time.Second, ackWait)
 }

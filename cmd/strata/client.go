@@ -224,18 +224,28 @@ const ackWait = 5 * time.Second
 // the recipients' acknowledgements, and reports those still on their way:
 // they stay queued in the data dir and are sent again at the next start.
 func flush(cmd *cobra.Command, ch *node.Chat, d time.Duration) {
-	sctx, scancel := context.WithTimeout(cmd.Context(), 60*time.Second)
-	n := ch.WaitSent(sctx)
+	unsent, unacked := waitDelivery(cmd.Context(), ch, 60*time.Second, d)
+	switch {
+	case unsent > 0:
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d message(s) not sent yet (they go out at the next start)\n", unsent)
+	case unacked > 0:
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d message(s) not acknowledged yet (recipients offline?); sent again at the next start\n", unacked)
+	}
+}
+
+// waitDelivery waits up to sendWait for ch's queued messages to go out
+// and then, if they all did, up to ackWait for their acknowledgements. It
+// returns how many were not sent, or else how many are not acknowledged.
+func waitDelivery(ctx context.Context, ch *node.Chat, sendWait, ackWait time.Duration) (unsent, unacked int) {
+	sctx, scancel := context.WithTimeout(ctx, sendWait)
+	unsent = ch.WaitSent(sctx)
 	scancel()
-	if n > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "%d message(s) not sent yet (they go out at the next start)\n", n)
-		return
+	if unsent > 0 {
+		return unsent, 0
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), d)
-	defer cancel()
-	if n := ch.Flush(ctx); n > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "%d message(s) not acknowledged yet (recipients offline?); sent again at the next start\n", n)
-	}
+	actx, acancel := context.WithTimeout(ctx, ackWait)
+	defer acancel()
+	return 0, ch.Flush(actx)
 }
 
 func newClientContactCmd(o *clientOpts) *cobra.Command {
