@@ -29,9 +29,18 @@ func TestStuckPeerDoesNotBlockOthers(t *testing.T) {
 		}
 	}
 
+	// Connect first: while the dial is in progress the queue is full for
+	// a moment without the pipe being full (once that made the test pass
+	// its fill loop too early). The first packet reaches the handler,
+	// which then holds the reader.
+	pkt := seqPacket(0, testPacketSize)
+	if err := sender.Send(context.Background(), stuck.ID(), pkt); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "first packet at the stuck peer", func() bool { return stuckGot.Load() == 1 })
+
 	// Fill the stuck peer's pipe (its reader buffer, yamux window and
 	// socket buffers) and then its queue, until the queue stays full.
-	pkt := seqPacket(0, testPacketSize)
 	stayedFull := false
 	for round := 0; round < 1000 && !stayedFull; round++ {
 		for {
