@@ -19,6 +19,17 @@ import (
 // queue fill. Handler must not call [Host.Close].
 type Handler func(from NodeID, pkt []byte)
 
+// EntryHandler receives one entry frame: a peer asks this host to forward
+// pkt to the node next (a client asking its home relay to send a packet into
+// the first stratum, so that first-stratum relays never see the client).
+// pkt is exactly Config.PacketSize bytes and borrowed as in [Handler]; next
+// is a copy. The transport does not forward anything itself: what to do with
+// the request (check that next is a first-stratum relay, that from is a
+// client of this home, then TrySend) is the caller's policy. It is called as
+// Handler is, from the reader goroutine of from's stream, in order with that
+// peer's packets.
+type EntryHandler func(from, next NodeID, pkt []byte)
+
 // Security names a libp2p security protocol for TCP connections. QUIC always
 // uses TLS 1.3.
 type Security int
@@ -51,7 +62,9 @@ type Config struct {
 	Identity ed25519.PrivateKey
 
 	// PacketSize is the exact size of every packet, in bytes, between 1 and
-	// 65535. Required. Strata's Sphinx packets are 2341 bytes.
+	// 65503 (so that an entry frame, EntryHeaderSize bytes longer, still
+	// fits the 16-bit frame length). Required. Strata's Sphinx packets are
+	// 2341 bytes.
 	PacketSize int
 
 	// ListenAddrs are the multiaddrs to listen on. Default:
@@ -70,6 +83,11 @@ type Config struct {
 	// Handler receives the packets. Default: packets are counted and
 	// discarded.
 	Handler Handler
+
+	// Entry receives entry frames (see [Host.TrySendVia]). Default nil: the
+	// host accepts no entry frames, and a peer that sends one is treated as
+	// for any wrong-size frame (disconnected and banned).
+	Entry EntryHandler
 
 	// Connected, if set, learns of every new connection to a node (so
 	// possibly more than once per node), Disconnected of a node's last

@@ -11,8 +11,13 @@ const ProtocolID = "/strata/mix/1"
 // frame. It bounds the packet size to maxPacketSize.
 const frameHeaderSize = 2
 
-// maxPacketSize is the largest packet the frame header can describe.
-const maxPacketSize = 1<<16 - 1
+// maxPacketSize is the largest packet an entry frame header can describe:
+// PacketSize+EntryHeaderSize must fit the uint16 length.
+const maxPacketSize = 1<<16 - 1 - EntryHeaderSize
+
+// EntryHeaderSize is the length of the next-hop field that precedes the
+// packet in an entry frame: one NodeID.
+const EntryHeaderSize = 32
 
 // Defaults for the zero fields of Config.
 const (

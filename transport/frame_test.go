@@ -47,7 +47,7 @@ func TestFrameReader(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fr := newFrameReader(bytes.NewReader(tc.in), size)
+			fr := newFrameReader(bytes.NewReader(tc.in), size, false)
 			for i, want := range tc.want {
 				got, err := fr.next()
 				if err != nil {
@@ -65,7 +65,7 @@ func TestFrameReader(t *testing.T) {
 }
 
 func TestFrameSizeErrorSaysWhat(t *testing.T) {
-	fr := newFrameReader(bytes.NewReader(encodeFrames(5, []byte("hi"))), 5)
+	fr := newFrameReader(bytes.NewReader(encodeFrames(5, []byte("hi"))), 5, false)
 	_, err := fr.next()
 	var fse *FrameSizeError
 	if !errors.As(err, &fse) || fse.Got != 2 || fse.Want != 5 {
@@ -74,18 +74,24 @@ func TestFrameSizeErrorSaysWhat(t *testing.T) {
 }
 
 func FuzzFrameReader(f *testing.F) {
-	f.Add(uint16(5), encodeFrames(5, []byte("hello"), []byte("world")))
-	f.Add(uint16(5), []byte{0, 6, 1, 2, 3, 4, 5, 6})
-	f.Add(uint16(1), []byte{0})
-	f.Add(uint16(testPacketSize), encodeFrames(testPacketSize, make([]byte, testPacketSize)))
-	f.Fuzz(func(t *testing.T, size uint16, in []byte) {
-		if size == 0 {
+	entry := func(size int, next byte, pkt []byte) []byte {
+		return append(append([]byte{byte((size + EntryHeaderSize) >> 8), byte(size + EntryHeaderSize)}, bytes.Repeat([]byte{next}, EntryHeaderSize)...), pkt...)
+	}
+	f.Add(uint16(5), false, encodeFrames(5, []byte("hello"), []byte("world")))
+	f.Add(uint16(5), true, append(encodeFrames(5, []byte("hello")), entry(5, 7, []byte("world"))...))
+	f.Add(uint16(5), false, entry(5, 7, []byte("world")))
+	f.Add(uint16(5), false, []byte{0, 6, 1, 2, 3, 4, 5, 6})
+	f.Add(uint16(1), true, []byte{0})
+	f.Add(uint16(testPacketSize), true, entry(testPacketSize, 1, make([]byte, testPacketSize)))
+	f.Add(uint16(testPacketSize), false, encodeFrames(testPacketSize, make([]byte, testPacketSize)))
+	f.Fuzz(func(t *testing.T, size uint16, acceptEntry bool, in []byte) {
+		if size == 0 || int(size) > maxPacketSize {
 			return
 		}
-		fr := newFrameReader(bytes.NewReader(in), int(size))
+		fr := newFrameReader(bytes.NewReader(in), int(size), acceptEntry)
 		off := 0
 		for {
-			pkt, err := fr.next()
+			body, err := fr.next()
 			if err != nil {
 				if errors.Is(err, io.EOF) && off != len(in) {
 					t.Fatalf("clean EOF at %d of %d bytes", off, len(in))
@@ -93,17 +99,21 @@ func FuzzFrameReader(f *testing.F) {
 				return
 			}
 			// Every accepted frame is exactly the bytes at its place in
-			// the input, behind a header that states the packet size.
-			if len(pkt) != int(size) {
-				t.Fatalf("packet of %d bytes, want %d", len(pkt), size)
+			// the input, behind a header that states the packet size or,
+			// only where entry frames are accepted, the entry size.
+			n := int(binary.BigEndian.Uint16(in[off:]))
+			switch {
+			case len(body) != n:
+				t.Fatalf("body of %d bytes behind a header of %d", len(body), n)
+			case n == int(size):
+			case acceptEntry && n == int(size)+EntryHeaderSize:
+			default:
+				t.Fatalf("accepted a header of %d (size %d, entry %v)", n, size, acceptEntry)
 			}
-			if got := binary.BigEndian.Uint16(in[off:]); got != size {
-				t.Fatalf("accepted a header of %d", got)
+			if !bytes.Equal(body, in[off+2:off+2+n]) {
+				t.Fatal("frame bytes differ from the input")
 			}
-			if !bytes.Equal(pkt, in[off+2:off+2+int(size)]) {
-				t.Fatal("packet bytes differ from the input")
-			}
-			off += 2 + int(size)
+			off += 2 + n
 		}
 	})
 }

@@ -30,7 +30,9 @@ type Host struct {
 	host host.Host
 	m    *metrics
 	log  *slog.Logger
-	bufs sync.Pool // *[]byte of PacketSize bytes
+	// Frame body buffers: bufs hold PacketSize bytes, entryBufs
+	// EntryHeaderSize+PacketSize; putBuf tells them apart by length.
+	bufs, entryBufs sync.Pool
 
 	ctx    context.Context // done when the host closes
 	cancel context.CancelFunc
@@ -69,6 +71,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	size := cfg.PacketSize
 	h.bufs.New = func() any {
 		b := make([]byte, size)
+		return &b
+	}
+	h.entryBufs.New = func() any {
+		b := make([]byte, EntryHeaderSize+size)
 		return &b
 	}
 	h.ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))

@@ -23,6 +23,7 @@ const dropPeerRemoved = "peer_removed"
 // path are added to in batches, so they lag the traffic by at most one batch.
 type metrics struct {
 	framesIn, framesOut prometheus.Counter
+	entryIn, entryOut   prometheus.Counter
 	bytesIn, bytesOut   prometheus.Counter
 	badFrames           *prometheus.CounterVec
 	disconnects         *prometheus.CounterVec
@@ -53,6 +54,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		framesIn:       counter("frames_received_total", "Mix frames received and handed to the handler."),
 		framesOut:      counter("frames_sent_total", "Mix frames written to a stream and flushed."),
+		entryIn:        counter("entry_frames_received_total", "Entry frames received and handed to the EntryHandler (also in frames_received_total)."),
+		entryOut:       counter("entry_frames_sent_total", "Entry frames written and flushed (also in frames_sent_total)."),
 		bytesIn:        counter("received_bytes_total", "Mix frame bytes received, headers included."),
 		bytesOut:       counter("sent_bytes_total", "Mix frame bytes written, headers included."),
 		badFrames:      counterVec("bad_frames_total", "Frames rejected, by reason.", "reason"),
@@ -88,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
-		m.framesIn, m.framesOut, m.bytesIn, m.bytesOut, m.badFrames, m.disconnects, m.queueFull,
+		m.framesIn, m.framesOut, m.entryIn, m.entryOut, m.bytesIn, m.bytesOut, m.badFrames, m.disconnects, m.queueFull,
 		m.dropped, m.dials, m.redials, m.writeTimeouts, m.streamErrors, m.handshakes, m.inboundStreams, m.peers,
 	}
 }

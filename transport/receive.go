@@ -13,7 +13,7 @@ import (
 const counterBatch = 64
 
 // handleStream reads one inbound mix stream until it ends, handing each
-// packet to the Handler. It runs on the goroutine libp2p gives the stream.
+// packet to the Handler and each entry frame to the EntryHandler. It runs on the goroutine libp2p gives the stream.
 func (h *Host) handleStream(s network.Stream) {
 	pid := s.Conn().RemotePeer()
 	from, err := nodeIDOfLibp2pKey(s.Conn().RemotePublicKey())
@@ -33,19 +33,21 @@ func (h *Host) handleStream(s network.Stream) {
 	// The acceptor never writes on a mix stream.
 	_ = s.CloseWrite()
 
-	fr := newFrameReader(s, h.cfg.PacketSize)
-	frameBytes := float64(frameHeaderSize + h.cfg.PacketSize)
-	n := 0
+	fr := newFrameReader(s, h.cfg.PacketSize, h.cfg.Entry != nil)
+	n, entries, bytes := 0, 0, 0
 	count := func() {
 		if n > 0 {
 			h.m.framesIn.Add(float64(n))
-			h.m.bytesIn.Add(float64(n) * frameBytes)
-			n = 0
+			h.m.bytesIn.Add(float64(bytes))
+			if entries > 0 {
+				h.m.entryIn.Add(float64(entries))
+			}
+			n, entries, bytes = 0, 0, 0
 		}
 	}
 	defer count()
 	for {
-		pkt, err := fr.next()
+		body, err := fr.next()
 		if err != nil {
 			if errors.Is(err, ErrFrameSize) {
 				h.m.badFrames.WithLabelValues(reasonFrameSize).Inc()
@@ -61,8 +63,15 @@ func (h *Host) handleStream(s network.Stream) {
 			}
 			return
 		}
-		h.cfg.Handler(from, pkt)
+		if len(body) == h.cfg.PacketSize {
+			h.cfg.Handler(from, body)
+		} else {
+			// The reader returns entry frames only when Entry is set.
+			h.cfg.Entry(from, NodeID(body[:EntryHeaderSize]), body[EntryHeaderSize:])
+			entries++
+		}
 		n++
+		bytes += frameHeaderSize + len(body)
 		if n == counterBatch || fr.buffered() == 0 {
 			count()
 		}

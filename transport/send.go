@@ -22,17 +22,37 @@ var errStopped = errors.New("sender stopped")
 // is. A relay forwards with TrySend so that one slow successor never holds
 // up the others.
 func (h *Host) TrySend(to NodeID, pkt []byte) error {
-	p, b, err := h.prepare(to, pkt)
+	p, b, err := h.prepare(to, pkt, nil)
 	if err != nil {
 		return err
 	}
+	return h.enqueue(p, b)
+}
+
+// TrySendVia queues for the node via an entry frame asking it to forward pkt
+// to the node next, and returns at once. via must accept entry frames
+// (Config.Entry); a host that does not disconnects and bans this one. The
+// frame goes on via's ordinary send queue, in order with packets sent to via,
+// and the errors are TrySend's: ErrQueueFull, ErrUnknownPeer (via is
+// unknown), ErrPacketSize, ErrClosed. A client sends through its home relay
+// with TrySendVia so that first-stratum relays see only the home.
+func (h *Host) TrySendVia(via, next NodeID, pkt []byte) error {
+	p, b, err := h.prepare(via, pkt, &next)
+	if err != nil {
+		return err
+	}
+	return h.enqueue(p, b)
+}
+
+// enqueue puts b on p's queue without waiting.
+func (h *Host) enqueue(p *peerState, b *[]byte) error {
 	select {
 	case p.queue <- b:
 		return nil
 	default:
 		h.putBuf(b)
 		h.m.queueFull.Inc()
-		return fmt.Errorf("transport: send to %v: %w", to, ErrQueueFull)
+		return fmt.Errorf("transport: send to %v: %w", p.id, ErrQueueFull)
 	}
 }
 
@@ -40,7 +60,7 @@ func (h *Host) TrySend(to NodeID, pkt []byte) error {
 // done (the error then wraps both ErrQueueFull and ctx.Err()). Only the
 // calling goroutine waits; other peers' queues are not affected.
 func (h *Host) Send(ctx context.Context, to NodeID, pkt []byte) error {
-	p, b, err := h.prepare(to, pkt)
+	p, b, err := h.prepare(to, pkt, nil)
 	if err != nil {
 		return err
 	}
@@ -66,8 +86,9 @@ func (h *Host) Send(ctx context.Context, to NodeID, pkt []byte) error {
 }
 
 // prepare finds the node's pool entry, starting its sender on first use, and
-// copies pkt into a pooled buffer.
-func (h *Host) prepare(to NodeID, pkt []byte) (*peerState, *[]byte, error) {
+// copies the frame body into a pooled buffer: pkt, or next || pkt for an
+// entry frame when next is not nil.
+func (h *Host) prepare(to NodeID, pkt []byte, next *NodeID) (*peerState, *[]byte, error) {
 	if len(pkt) != h.cfg.PacketSize {
 		return nil, nil, fmt.Errorf("transport: send to %v: %w: %d bytes, want %d", to, ErrPacketSize, len(pkt), h.cfg.PacketSize)
 	}
@@ -91,8 +112,14 @@ func (h *Host) prepare(to NodeID, pkt []byte) (*peerState, *[]byte, error) {
 		go h.runSender(p)
 	})
 	h.mu.RUnlock()
-	b := h.getBuf()
-	copy(*b, pkt)
+	if next == nil {
+		b := h.bufs.Get().(*[]byte)
+		copy(*b, pkt)
+		return p, b, nil
+	}
+	b := h.entryBufs.Get().(*[]byte)
+	copy(*b, next[:])
+	copy((*b)[EntryHeaderSize:], pkt)
 	return p, b, nil
 }
 
@@ -176,17 +203,20 @@ func (h *Host) openStream(p *peerState, bo *backoff) (network.Stream, error) {
 // returns how many frames it flushed.
 func (h *Host) pump(p *peerState, s network.Stream, b *[]byte) (int, error) {
 	w := bufio.NewWriterSize(s, writeBufferSize)
-	frameBytes := float64(frameHeaderSize + h.cfg.PacketSize)
 	sent := 0
 	for {
 		if err := s.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)); err != nil {
 			h.putBuf(b)
 			return sent, err
 		}
-		n := 0
+		n, entries, bytes := 0, 0, 0
 	batch:
 		for {
 			err := writeFrame(w, *b)
+			bytes += frameHeaderSize + len(*b)
+			if len(*b) != h.cfg.PacketSize {
+				entries++
+			}
 			h.putBuf(b)
 			if err != nil {
 				return sent, h.writeError(err)
@@ -206,7 +236,10 @@ func (h *Host) pump(p *peerState, s network.Stream, b *[]byte) (int, error) {
 		}
 		sent += n
 		h.m.framesOut.Add(float64(n))
-		h.m.bytesOut.Add(float64(n) * frameBytes)
+		h.m.bytesOut.Add(float64(bytes))
+		if entries > 0 {
+			h.m.entryOut.Add(float64(entries))
+		}
 		select {
 		case b = <-p.queue:
 		case <-p.done:
@@ -244,5 +277,11 @@ func (h *Host) dropQueued(p *peerState) {
 	}
 }
 
-func (h *Host) getBuf() *[]byte  { return h.bufs.Get().(*[]byte) }
-func (h *Host) putBuf(b *[]byte) { h.bufs.Put(b) }
+// putBuf returns a frame body buffer to the pool of its size.
+func (h *Host) putBuf(b *[]byte) {
+	if len(*b) == h.cfg.PacketSize {
+		h.bufs.Put(b)
+	} else {
+		h.entryBufs.Put(b)
+	}
+}
