@@ -33,7 +33,6 @@ const maxSecretDraws = 4
 // pathState is the sender's view of every hop of a path.
 type pathState struct {
 	alpha x25519.Key // α₀, the only group element the sender sends
-	prk   [][32]byte // SHA-256(hopKeyLabel ‖ sᵢ), kept in SURB reply keys
 	keys  []hopKeys
 }
 
@@ -84,7 +83,6 @@ func (f *Format) checkSend(path []Hop, final Command, delay DelayPolicy, msg []b
 // pathKeys draws the sender's secret and derives every hop's α and keys.
 func (f *Format) pathKeys(rand io.Reader, path []Hop) (*pathState, error) {
 	st := &pathState{
-		prk:  make([][32]byte, len(path)),
 		keys: make([]hopKeys, len(path)),
 	}
 	for range maxSecretDraws {
@@ -115,8 +113,7 @@ func (f *Format) tryPathKeys(st *pathState, t *edwards25519.Scalar, path []Hop) 
 		if !x25519.Shared(&s, &k, (*x25519.Key)(&hop.Key)) {
 			return false, fmt.Errorf("%w: public key of hop %d has small order", ErrGroupElement, i)
 		}
-		st.prk[i] = hopPRK((*[32]byte)(&s))
-		expandHopKeys(&st.prk[i], &st.keys[i])
+		deriveHopKeys((*[32]byte)(&s), &st.keys[i])
 		t = edwards25519.NewScalar().Multiply(t, clampedScalar(&st.keys[i].blind))
 	}
 	return true, nil

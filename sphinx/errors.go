@@ -26,4 +26,8 @@ var (
 	ErrPayloadSize = errors.New("sphinx: bad payload size")
 	// ErrSURB means an encoded SURB or SURB key record is malformed.
 	ErrSURB = errors.New("sphinx: malformed SURB")
+	// ErrReplyKeysVersion means encoded reply keys are of a format this
+	// version does not read (see ReplyKeysVersion), such as records written
+	// before reply keys were versioned. It comes wrapped with ErrSURB.
+	ErrReplyKeysVersion = errors.New("sphinx: unsupported reply keys format")
 )

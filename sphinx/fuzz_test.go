@@ -112,38 +112,70 @@ func FuzzDecodeSURB(f *testing.F) {
 	})
 }
 
-// FuzzReplyKeys checks the stored reply-key decoder, and that opening any
-// payload with decoded keys fails cleanly.
+// FuzzReplyKeys checks the stored reply-key decoder: it accepts only format
+// ReplyKeysVersion of the exact size, refuses the unversioned format 1 with
+// ErrReplyKeysVersion, round-trips what it accepts, and opening any payload
+// with decoded keys fails cleanly (the valid keys still open their reply).
 func FuzzReplyKeys(f *testing.F) {
 	ff := testFormat(f)
 	rnd := testRand(42)
 	nodes := testNodes(f, rnd, 4)
-	_, keys, _, err := ff.NewSURB(rnd, pathOf(nodes), DeliveryToken{}, testDelay)
+	surb, keys, _, err := ff.NewSURB(rnd, pathOf(nodes), DeliveryToken{}, testDelay)
 	if err != nil {
 		f.Fatal(err)
 	}
-	b, _ := keys.MarshalBinary()
-	f.Add(b, []byte("payload"))
-	f.Add(b[:20], []byte{})
+	msg := []byte("fuzzed reply")
+	pkt, _ := ff.NewReply(surb, msg)
+	var res Result
+	for _, n := range nodes {
+		if err := ff.Unwrap(n.priv, testDelay, pkt, &res); err != nil {
+			f.Fatal(err)
+		}
+	}
+	delivered := bytes.Clone(res.Payload)
+	good, _ := keys.MarshalBinary()
+	formatOne := append(keys.ID[:], 4)
+	formatOne = append(formatOne, randomBytes(rnd, SURBKeySize+4*32)...)
+	f.Add(good, delivered)
+	f.Add(good, []byte("payload"))
+	f.Add(formatOne, delivered)
+	f.Add(good[:20], []byte{})
+	f.Add(append([]byte{1}, good[1:]...), delivered)
 	f.Fuzz(func(t *testing.T, b, payload []byte) {
 		var k ReplyKeys
 		if err := k.UnmarshalBinary(b); err != nil {
 			if !errors.Is(err, ErrSURB) {
 				t.Fatalf("error %v does not wrap ErrSURB", err)
 			}
+			if errors.Is(err, ErrReplyKeysVersion) && len(b) > 0 && b[0] == ReplyKeysVersion && len(b)%2 == 0 {
+				t.Fatalf("format-%d record of %d bytes refused as another format: %v", b[0], len(b), err)
+			}
 			return
+		}
+		if b[0] != ReplyKeysVersion || len(b) != surbKeysSize(k.Hops()) || len(b)%2 != 0 {
+			t.Fatalf("accepted %d bytes of format %d for %d hops", len(b), b[0], k.Hops())
 		}
 		out, _ := k.MarshalBinary()
 		if !bytes.Equal(out, b) {
 			t.Fatal("reply keys do not round-trip")
 		}
-		full := make([]byte, ff.Geometry().PayloadSize)
-		copy(full, payload)
-		if _, err := ff.OpenReply(&k, full); err == nil && k.Hops() > ff.Geometry().MaxHops {
-			t.Fatal("opened a reply for a path longer than the geometry")
-		}
-		if _, err := ff.OpenReply(&k, payload); len(payload) != ff.Geometry().PayloadSize && !errors.Is(err, ErrPayloadSize) {
-			t.Fatalf("payload of %d bytes: %v", len(payload), err)
+		p := bytes.Clone(payload)
+		got, err := ff.OpenReply(&k, p)
+		switch {
+		case len(payload) != ff.Geometry().PayloadSize:
+			if !errors.Is(err, ErrPayloadSize) {
+				t.Fatalf("payload of %d bytes: %v, want ErrPayloadSize", len(payload), err)
+			}
+		case k.Hops() > ff.Geometry().MaxHops:
+			if !errors.Is(err, ErrSURB) {
+				t.Fatalf("keys for %d hops: %v, want ErrSURB", k.Hops(), err)
+			}
+		case bytes.Equal(b, good) && bytes.Equal(payload, delivered):
+			if err != nil || !bytes.Equal(got, padded(msg, ff.Geometry().PayloadCapacity())) {
+				t.Fatalf("the SURB's own keys do not open its reply: %v", err)
+			}
+		case err != nil && !errors.Is(err, ErrPayloadTag):
+			t.Fatalf("open: %v, want nil or ErrPayloadTag", err)
 		}
 	})
 }

@@ -23,7 +23,7 @@ func TestDefaultGeometrySizes(t *testing.T) {
 		{"packet", g.PacketSize(), 2341},
 		{"capacity", g.PayloadCapacity(), 2032},
 		{"surb", g.SURBSize(), 32 + 293 + 32},
-		{"reply keys", g.SURBKeysSize(), 16 + 1 + 32 + 5*32},
+		{"reply keys", g.SURBKeysSize(), 1 + 16 + 1 + 32 + 5*4*32},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s size = %d, want %d", c.name, c.got, c.want)

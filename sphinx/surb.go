@@ -17,16 +17,34 @@ type SURB struct {
 	Key      [SURBKeySize]byte
 }
 
-// ReplyKeys is what a SURB's creator keeps, under ID, to open the reply. It
-// must stay secret and live as long as the epoch keys the SURB was made
-// under.
+// ReplyKeys is what a SURB's creator keeps, under ID, to open the reply: the
+// reply key and the Lioness keys of every hop's payload layer, and nothing
+// else of the hops' key schedules (no hop's prk, header, MAC or blinding key,
+// replay tag or delay word), so stolen reply keys neither rebuild the SURB's
+// headers nor its replay tags. They must stay secret (they open the reply and
+// let whoever holds them follow its payload from hop to hop) and live as long
+// as the epoch keys the SURB was made under.
 type ReplyKeys struct {
-	ID  SURBID
-	key [SURBKeySize]byte
-	prk [][32]byte // one per hop
+	ID     SURBID
+	key    [SURBKeySize]byte
+	layers []lionessKeys // hop i's payload Lioness keys, one per hop
 }
 
-func surbKeysSize(hops int) int { return SURBIDSize + 1 + SURBKeySize + hops*32 }
+// ReplyKeysVersion is the format byte that opens encoded [ReplyKeys]. The
+// unversioned format 1 (which kept every hop's full key) is refused with
+// ErrReplyKeysVersion.
+const ReplyKeysVersion = 2
+
+// replyKeysHeader is the size of an encoding's fixed part: version, ID, hop
+// count and reply key.
+const replyKeysHeader = 1 + SURBIDSize + 1 + SURBKeySize
+
+// surbKeysSize is the size of encoded reply keys for a path of hops hops.
+func surbKeysSize(hops int) int { return replyKeysHeader + hops*4*lionessKeySize }
+
+// surbKeysSizeV1 is the size of format-1 reply keys (ID ‖ hops ‖ key ‖ hops ×
+// 32): always odd, while format 2's size is always even.
+func surbKeysSizeV1(hops int) int { return SURBIDSize + 1 + SURBKeySize + hops*32 }
 
 // NewSURB builds a SURB whose reply travels path and is delivered by the last
 // hop (the creator's home relay) to the client holding token. It returns the
@@ -40,7 +58,10 @@ func (f *Format) NewSURB(rand io.Reader, path []Hop, token DeliveryToken, delay 
 	if err != nil {
 		return nil, nil, Route{}, err
 	}
-	keys := &ReplyKeys{prk: st.prk}
+	keys := &ReplyKeys{layers: make([]lionessKeys, len(path))}
+	for i := range st.keys {
+		keys.layers[i] = st.keys[i].lioness
+	}
 	surb := &SURB{FirstHop: path[0].ID, Header: make([]byte, f.g.HeaderSize())}
 	if _, err := io.ReadFull(rand, keys.key[:]); err != nil {
 		return nil, nil, Route{}, fmt.Errorf("sphinx: read randomness: %w", err)
@@ -83,15 +104,13 @@ func (f *Format) OpenReply(keys *ReplyKeys, payload []byte) ([]byte, error) {
 	if len(payload) != f.g.PayloadSize {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrPayloadSize, len(payload), f.g.PayloadSize)
 	}
-	if len(keys.prk) == 0 || len(keys.prk) > f.g.MaxHops {
-		return nil, fmt.Errorf("%w: reply keys for %d hops", ErrSURB, len(keys.prk))
+	if len(keys.layers) == 0 || len(keys.layers) > f.g.MaxHops {
+		return nil, fmt.Errorf("%w: reply keys for %d hops", ErrSURB, len(keys.layers))
 	}
 	h := sha256.New()
 	var sum [sha256.Size]byte
-	var hk hopKeys
-	for i := len(keys.prk) - 1; i >= 0; i-- {
-		expandHopKeys(&keys.prk[i], &hk)
-		lionessEncrypt(h, &hk.lioness, payload, &sum)
+	for i := len(keys.layers) - 1; i >= 0; i-- {
+		lionessEncrypt(h, &keys.layers[i], payload, &sum)
 	}
 	var lk lionessKeys
 	expandLioness(&keys.key, &lk)
@@ -123,36 +142,58 @@ func (f *Format) DecodeSURB(b []byte) (*SURB, error) {
 }
 
 // Hops returns the number of hops of the SURB's path.
-func (k *ReplyKeys) Hops() int { return len(k.prk) }
+func (k *ReplyKeys) Hops() int { return len(k.layers) }
 
-// MarshalBinary encodes k as ID ‖ hops (1 byte) ‖ key ‖ one 32-byte hop key a
-// hop.
+// MarshalBinary encodes k in format [ReplyKeysVersion]: version (1 byte) ‖ ID
+// ‖ hops (1 byte) ‖ reply key ‖ for each hop in path order its four Lioness
+// keys K1 ‖ K2 ‖ K3 ‖ K4 (128 bytes).
 func (k *ReplyKeys) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, surbKeysSize(len(k.prk)))
+	if len(k.layers) == 0 || len(k.layers) > MaxHopsLimit {
+		return nil, fmt.Errorf("%w: reply keys for %d hops", ErrSURB, len(k.layers))
+	}
+	b := make([]byte, 0, surbKeysSize(len(k.layers)))
+	b = append(b, ReplyKeysVersion)
 	b = append(b, k.ID[:]...)
-	b = append(b, byte(len(k.prk)))
+	b = append(b, byte(len(k.layers)))
 	b = append(b, k.key[:]...)
-	for _, p := range k.prk {
-		b = append(b, p[:]...)
+	for i := range k.layers {
+		for j := range k.layers[i] {
+			b = append(b, k.layers[i][j][:]...)
+		}
 	}
 	return b, nil
 }
 
-// UnmarshalBinary decodes reply keys encoded by MarshalBinary.
+// UnmarshalBinary decodes reply keys encoded by MarshalBinary. It accepts
+// only format [ReplyKeysVersion] with 1 to MaxHopsLimit hops and exactly
+// their size. Errors wrap ErrSURB; a record of another format (such as the
+// unversioned format 1) also wraps ErrReplyKeysVersion. On error k is
+// unchanged.
 func (k *ReplyKeys) UnmarshalBinary(b []byte) error {
+	if len(b)%2 == 1 && len(b) > SURBIDSize {
+		if n := int(b[SURBIDSize]); n >= 1 && n <= MaxHopsLimit && len(b) == surbKeysSizeV1(n) {
+			return fmt.Errorf("%w: %w: %d bytes in the unversioned format 1 (%d hops), which kept every hop's full key and is no longer read",
+				ErrSURB, ErrReplyKeysVersion, len(b), n)
+		}
+	}
 	if len(b) < surbKeysSize(1) {
-		return fmt.Errorf("%w: reply keys of %d bytes", ErrSURB, len(b))
+		return fmt.Errorf("%w: reply keys of %d bytes, want at least %d", ErrSURB, len(b), surbKeysSize(1))
 	}
-	n := int(b[SURBIDSize])
+	if b[0] != ReplyKeysVersion {
+		return fmt.Errorf("%w: %w: format %d, want %d", ErrSURB, ErrReplyKeysVersion, b[0], ReplyKeysVersion)
+	}
+	n := int(b[1+SURBIDSize])
 	if n < 1 || n > MaxHopsLimit || len(b) != surbKeysSize(n) {
-		return fmt.Errorf("%w: reply keys of %d bytes for %d hops", ErrSURB, len(b), n)
+		return fmt.Errorf("%w: reply keys of %d bytes for %d hops, want %d", ErrSURB, len(b), n, surbKeysSize(n))
 	}
-	copy(k.ID[:], b)
-	b = b[SURBIDSize+1:]
+	b = b[1:]
+	b = b[copy(k.ID[:], b)+1:]
 	b = b[copy(k.key[:], b):]
-	k.prk = make([][32]byte, n)
-	for i := range k.prk {
-		b = b[copy(k.prk[i][:], b):]
+	k.layers = make([]lionessKeys, n)
+	for i := range k.layers {
+		for j := range k.layers[i] {
+			b = b[copy(k.layers[i][j][:], b):]
+		}
 	}
 	return nil
 }

@@ -2,12 +2,16 @@ package sphinx
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/strata-mix/strata/internal/testvec"
+	"golang.org/x/crypto/chacha20"
+	"golang.org/x/crypto/curve25519"
 )
 
 var updateVectors = flag.Bool("update", false, "regenerate testdata/vectors.json")
@@ -113,7 +117,7 @@ func makeVectorCase(t *testing.T, f *Format, c vectorCase, delay DelayPolicy) ve
 		if res.Command.Kind.Final() {
 			out = res.Payload
 		}
-		c.Steps = append(c.Steps, vectorStep{Command: cmd, DelayNS: int64(res.Delay), ReplayTag: res.ReplayTag[:], Output: bytes.Clone(out)})
+		c.Steps = append(c.Steps, vectorStep{Command: cmd, DelayNS: int64(res.Delay), ReplayTag: bytes.Clone(res.ReplayTag[:]), Output: bytes.Clone(out)})
 	}
 	c.Opened = nil
 	if keys != nil {
@@ -192,5 +196,114 @@ func TestVectors(t *testing.T) {
 				t.Fatalf("case differs from the vector:\n got %s\nwant %s", gb, wb)
 			}
 		})
+	}
+}
+
+// vectorHopStream derives, as docs/sphinx.md specifies and without the
+// package's code, a hop's shared secret with α, its prk and its 264-byte key
+// stream (header key, MAC key, K1–K4, blinding scalar, replay tag, delay
+// word).
+func vectorHopStream(t *testing.T, priv, alpha []byte) (s []byte, prk [32]byte, stream []byte) {
+	t.Helper()
+	s, err := curve25519.X25519(priv, alpha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prk = sha256.Sum256(append([]byte("strata-sphinx-v1 hop key"), s...))
+	stream = make([]byte, 264)
+	ciph, err := chacha20.NewUnauthenticatedCipher(prk[:], make([]byte, chacha20.NonceSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ciph.XORKeyStream(stream, stream)
+	return s, prk, stream
+}
+
+// TestVectorReplayTags checks every step's replay tag against the tag
+// re-derived from the hop's private key and the α the vector shows arriving
+// there, without the package's key schedule.
+func TestVectorReplayTags(t *testing.T) {
+	var vf vectorFile
+	testvec.Load(t, vectorsPath, false, nil, &vf)
+	for _, c := range vf.Cases {
+		for i, h := range c.Hops {
+			in := []byte(c.Packet)
+			if i > 0 {
+				in = c.Steps[i-1].Output
+			}
+			_, _, stream := vectorHopStream(t, h.PrivateKey, in[:32])
+			if !bytes.Equal(stream[224:256], c.Steps[i].ReplayTag) {
+				t.Errorf("%s: hop %d: replay tag %x, re-derived %x", c.Name, i, []byte(c.Steps[i].ReplayTag), stream[224:256])
+			}
+		}
+	}
+}
+
+// TestVectorReplyKeys checks the reply keys of every SURB vector against
+// docs/sphinx.md without the package's key schedule: it re-derives each hop's
+// Lioness keys from the hop's private key and the α the vector shows
+// arriving there (X25519 from x/crypto/curve25519, the KDF with crypto/sha256
+// and x/crypto/chacha20), reads the record at the documented offsets, and
+// checks that it holds no byte of any hop's prk, header key, MAC key,
+// blinding scalar or replay tag, and that it opens the delivered payload to
+// the message.
+func TestVectorReplyKeys(t *testing.T) {
+	f := testFormat(t)
+	var vf vectorFile
+	testvec.Load(t, vectorsPath, false, nil, &vf)
+	n := 0
+	for _, c := range vf.Cases {
+		if c.Kind != "surb" {
+			continue
+		}
+		n++
+		t.Run(c.Name, func(t *testing.T) {
+			hops := len(c.Hops)
+			rk := []byte(c.ReplyKeys)
+			if want := 1 + 16 + 1 + 32 + hops*128; len(rk) != want {
+				t.Fatalf("reply keys of %d bytes, want %d", len(rk), want)
+			}
+			last := c.Steps[hops-1].Command // DeliverClient: kind ‖ token ‖ SURB id
+			switch {
+			case rk[0] != 2:
+				t.Fatalf("format byte %d, want 2", rk[0])
+			case !bytes.Equal(rk[1:17], last[17:33]):
+				t.Fatalf("SURB id %x, the last hop's command names %x", rk[1:17], last[17:33])
+			case int(rk[17]) != hops:
+				t.Fatalf("hop count %d, want %d", rk[17], hops)
+			case !bytes.Equal(rk[18:50], c.SURB[len(c.SURB)-32:]):
+				t.Fatal("reply key differs from the SURB's")
+			}
+			for i, h := range c.Hops {
+				in := []byte(c.Packet)
+				if i > 0 {
+					in = c.Steps[i-1].Output
+				}
+				s, prk, stream := vectorHopStream(t, h.PrivateKey, in[:32])
+				layer := rk[50+128*i : 50+128*(i+1)]
+				mustEqual(t, fmt.Sprintf("hop %d Lioness keys", i), layer, stream[64:192])
+				for name, secret := range map[string][]byte{"shared secret": s, "prk": prk[:], "header key": stream[0:32],
+					"MAC key": stream[32:64], "blinding scalar": stream[192:224], "replay tag": stream[224:256]} {
+					for j := 0; j < 32; j += 8 {
+						if bytes.Contains(rk, secret[j:j+8]) {
+							t.Errorf("hop %d: reply keys hold part of the %s", i, name)
+						}
+					}
+				}
+			}
+			var keys ReplyKeys
+			if err := keys.UnmarshalBinary(rk); err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.OpenReply(&keys, bytes.Clone(c.Steps[hops-1].Output))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustEqual(t, "opened", got, padded(c.Message, f.Geometry().PayloadCapacity()))
+			mustEqual(t, "opened", got, c.Opened)
+		})
+	}
+	if n == 0 {
+		t.Fatal("no SURB vector")
 	}
 }
