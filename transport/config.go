@@ -102,7 +102,9 @@ type Config struct {
 	SendQueue int
 
 	// MaxStreamsPerPeer is how many inbound mix streams a peer may hold open
-	// at once; one more and the peer is disconnected. Default 4.
+	// at once; one more and the peer is disconnected. It also bounds the
+	// requests one peer may have served at once (more are reset, without
+	// disconnecting). Default 4.
 	MaxStreamsPerPeer int
 
 	// WriteTimeout bounds one batch of writes to a peer; a peer that does not
@@ -111,6 +113,12 @@ type Config struct {
 
 	// DialTimeout bounds opening a stream, including dialing. Default 10s.
 	DialTimeout time.Duration
+
+	// RequestTimeout bounds one request on both sides: Host.Request gives
+	// up after it (or earlier if its context ends), and a handler's stream
+	// is reset if the request and its answer have not crossed within it.
+	// Default 10s.
+	RequestTimeout time.Duration
 
 	// BanDuration is how long a peer disconnected for bad input is refused,
 	// in both directions. Default 30s; negative disables bans.
@@ -147,8 +155,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Handler == nil {
 		c.Handler = func(NodeID, []byte) {}
 	}
-	if c.SendQueue < 0 || c.MaxStreamsPerPeer < 0 || c.WriteTimeout < 0 || c.DialTimeout < 0 {
-		return c, fmt.Errorf("transport: config: negative SendQueue, MaxStreamsPerPeer, WriteTimeout or DialTimeout")
+	if c.SendQueue < 0 || c.MaxStreamsPerPeer < 0 || c.WriteTimeout < 0 || c.DialTimeout < 0 || c.RequestTimeout < 0 {
+		return c, fmt.Errorf("transport: config: negative SendQueue, MaxStreamsPerPeer, WriteTimeout, DialTimeout or RequestTimeout")
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = defaultRequestTimeout
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = defaultSendQueue

@@ -25,6 +25,7 @@ const (
 	defaultMaxStreamsPerPeer = 4
 	defaultWriteTimeout      = 10 * time.Second
 	defaultDialTimeout       = 10 * time.Second
+	defaultRequestTimeout    = 10 * time.Second
 	defaultBanDuration       = 30 * time.Second
 )
 

@@ -28,4 +28,12 @@ var (
 	ErrFrameSize = errors.New("wrong frame size")
 	// ErrSelf means a packet was addressed to the sending host itself.
 	ErrSelf = errors.New("packet addressed to self")
+	// ErrRequestRefused means a requested node was reached but gave no
+	// answer: it does not handle the protocol, its handler returned an
+	// error, it reset or ended the stream early, or its answer was too
+	// large.
+	ErrRequestRefused = errors.New("request refused")
+	// ErrRequestSize means a request or response message is longer than
+	// MaxRequestSize.
+	ErrRequestSize = errors.New("request message too large")
 )

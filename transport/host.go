@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
@@ -38,11 +39,13 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // senders and stream readers
 
-	mu      sync.RWMutex
-	closed  bool
-	peers   map[NodeID]*peerState
-	inbound map[peer.ID]int // open inbound mix streams per peer
-	bans    map[peer.ID]banEntry
+	mu       sync.RWMutex
+	closed   bool
+	peers    map[NodeID]*peerState
+	inbound  map[peer.ID]int // open inbound mix streams per peer
+	requests map[peer.ID]int // requests being served per peer
+	handlers map[string]RequestHandler
+	bans     map[peer.ID]banEntry
 }
 
 // New starts a host. The host lives until Close is called or ctx is done.
@@ -60,12 +63,14 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("transport: identity: %w", err)
 	}
 	h := &Host{
-		cfg:     cfg,
-		id:      NodeIDFromPublicKey(cfg.Identity.Public().(ed25519.PublicKey)),
-		m:       m,
-		peers:   make(map[NodeID]*peerState),
-		inbound: make(map[peer.ID]int),
-		bans:    make(map[peer.ID]banEntry),
+		cfg:      cfg,
+		id:       NodeIDFromPublicKey(cfg.Identity.Public().(ed25519.PublicKey)),
+		m:        m,
+		peers:    make(map[NodeID]*peerState),
+		inbound:  make(map[peer.ID]int),
+		requests: make(map[peer.ID]int),
+		handlers: make(map[string]RequestHandler),
+		bans:     make(map[peer.ID]banEntry),
 	}
 	h.log = cfg.Logger.With("node", h.id.String())
 	size := cfg.PacketSize
@@ -164,6 +169,11 @@ func (h *Host) Close() error {
 	h.mu.Unlock()
 	h.cancel()
 	h.host.RemoveStreamHandler(ProtocolID)
+	h.mu.Lock()
+	for proto := range h.handlers {
+		h.host.RemoveStreamHandler(protocol.ID(proto))
+	}
+	h.mu.Unlock()
 	err := h.host.Close()
 	h.wg.Wait()
 	h.m.unregister()

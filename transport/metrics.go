@@ -15,6 +15,18 @@ const (
 	reasonBanned      = "banned"
 )
 
+// Results of requests, the label values of strata_transport_requests_sent_total
+// and strata_transport_requests_received_total.
+const (
+	resultOK      = "ok"
+	resultRefused = "refused" // handler error, reset, early end, unknown protocol
+	resultSize    = "too_large"
+	resultTimeout = "timeout"
+	resultDial    = "dial_error"
+	resultBusy    = "busy" // no handler, or the peer's concurrent requests at the limit
+	resultBanned  = "banned"
+)
+
 // dropPeerRemoved labels packets dropped from the queue of a peer that left
 // the pool or of a host that closed.
 const dropPeerRemoved = "peer_removed"
@@ -34,6 +46,8 @@ type metrics struct {
 	writeTimeouts       prometheus.Counter
 	streamErrors        prometheus.Counter
 	handshakes          *prometheus.CounterVec
+	requestsOut         *prometheus.CounterVec
+	requestsIn          *prometheus.CounterVec
 	inboundStreams      prometheus.Gauge
 	peers               prometheus.Gauge
 
@@ -67,6 +81,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		writeTimeouts:  counter("write_timeouts_total", "Streams reset because a peer did not read within WriteTimeout."),
 		streamErrors:   counter("stream_errors_total", "Outbound streams that broke (frames in their last batch are lost) and were reopened."),
 		handshakes:     counterVec("handshakes_total", "Connections established, by transport, security and key exchange.", "transport", "security", "key_exchange"),
+		requestsOut:    counterVec("requests_sent_total", "Requests made with Host.Request, by result.", "result"),
+		requestsIn:     counterVec("requests_received_total", "Requests received for a Handle'd protocol, by result.", "result"),
 		inboundStreams: gauge("inbound_streams", "Open inbound mix streams."),
 		peers:          gauge("peers", "Peers in the send pool."),
 	}
@@ -92,7 +108,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.framesIn, m.framesOut, m.entryIn, m.entryOut, m.bytesIn, m.bytesOut, m.badFrames, m.disconnects, m.queueFull,
-		m.dropped, m.dials, m.redials, m.writeTimeouts, m.streamErrors, m.handshakes, m.inboundStreams, m.peers,
+		m.dropped, m.dials, m.redials, m.writeTimeouts, m.streamErrors, m.handshakes, m.requestsOut, m.requestsIn, m.inboundStreams, m.peers,
 	}
 }
 
