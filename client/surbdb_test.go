@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/strata-mix/strata/sphinx"
+	bolt "go.etcd.io/bbolt"
 )
 
 // newReplyKeys makes real reply keys by building a SURB over a fresh path.
@@ -216,6 +218,66 @@ func TestOpenSURBStoreRejectsGarbage(t *testing.T) {
 	if s, err := OpenSURBStore(path); err == nil {
 		s.Close()
 		t.Fatal("opened a garbage file")
+	}
+}
+
+// TestSURBStoreRefusesFormatOneRecords: a surbs.db written before reply keys
+// were versioned holds format-1 records (id ‖ hops ‖ key ‖ every hop's prk).
+// Reopened by this version, Take refuses such a record with an error wrapping
+// sphinx.ErrReplyKeysVersion — no keys, no panic, not ErrUnknownSURB — while
+// format-2 records in the same file work, and Expire still removes the old
+// record with its epoch.
+func TestSURBStoreRefusesFormatOneRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "surbs.db")
+	s := openStore(t, path)
+	good := newReplyKeys(t, testFormat(t), 1)[0]
+	if err := s.Put(5, good); err != nil {
+		t.Fatal(err)
+	}
+	old := sphinx.SURBID{0xf1}
+	rec := binary.BigEndian.AppendUint64(nil, 5)
+	rec = append(rec, old[:]...)
+	rec = append(rec, 3) // hops
+	rec = append(rec, make([]byte, sphinx.SURBKeySize+3*32)...)
+	if _, err := rand.Read(rec[8+sphinx.SURBIDSize+1:]); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketSURBs).Put(old[:], rec); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketByEpoch).Put(epochKey(5, old), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, path)
+	defer s.Close()
+	for range 2 { // refused every time, not consumed as if opened
+		keys, _, err := s.Take(old)
+		if !errors.Is(err, sphinx.ErrReplyKeysVersion) || errors.Is(err, ErrUnknownSURB) || keys != nil {
+			t.Fatalf("format-1 record: keys %v, err %v; want ErrReplyKeysVersion", keys, err)
+		}
+	}
+	got, epoch, err := s.Take(good.ID)
+	if err != nil || epoch != 5 {
+		t.Fatalf("format-2 record beside it: epoch %d, %v", epoch, err)
+	}
+	a, _ := got.MarshalBinary()
+	b, _ := good.MarshalBinary()
+	if string(a) != string(b) {
+		t.Fatal("stored keys differ from the ones put")
+	}
+	s.settle()
+	if n, err := s.Expire(6); err != nil || n != 1 {
+		t.Fatalf("expire: %d, %v; want the format-1 record", n, err)
+	}
+	if _, _, err := s.Take(old); !errors.Is(err, ErrUnknownSURB) {
+		t.Fatalf("after expiry: %v, want ErrUnknownSURB", err)
 	}
 }
 
