@@ -15,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -58,7 +57,9 @@ func ServeProbe(h host.Host, identity ed25519.PrivateKey, chainID string) {
 }
 
 // libp2pOptions are the transports and security protocols of Strata's
-// hosts (see docs/transport.md), so probes reach transport hosts.
+// hosts (see docs/transport.md), so probes reach transport hosts: TLS 1.3
+// only on TCP, as nodes offer by default (a node that also allows Noise
+// still speaks TLS, and a probe that offered Noise could be downgraded).
 func libp2pOptions(identity ed25519.PrivateKey) ([]libp2p.Option, error) {
 	k, err := crypto.UnmarshalEd25519PrivateKey(identity)
 	if err != nil {
@@ -69,7 +70,6 @@ func libp2pOptions(identity ed25519.PrivateKey) ([]libp2p.Option, error) {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(libp2pquic.NewTransport),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Security(noise.ID, noise.New),
 		libp2p.DisableRelay(),
 		libp2p.Ping(false),
 		libp2p.DisableMetrics(),

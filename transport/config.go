@@ -40,9 +40,23 @@ const (
 	// negotiates the hybrid post-quantum group X25519MLKEM768 by default.
 	SecurityTLS Security = iota + 1
 	// SecurityNoise is libp2p Noise XX with X25519 (/noise); it is
-	// classical only.
+	// classical only. libp2p chooses the security protocol with
+	// multistream-select, in the clear and unauthenticated, so a host that
+	// offers Noise beside TLS can be downgraded to Noise by an on-path
+	// attacker (who answers "na" to /tls/1.0.0) whenever its peer offers
+	// Noise too.
 	SecurityNoise
 )
+
+// NodeSecurity returns the security protocols a node offers: TLS 1.3 only,
+// or TLS 1.3 then Noise when allowNoise is set (a config's
+// allow_classical_noise). Nodes pass it as Config.Security.
+func NodeSecurity(allowNoise bool) []Security {
+	if allowNoise {
+		return []Security{SecurityTLS, SecurityNoise}
+	}
+	return []Security{SecurityTLS}
+}
 
 func (s Security) String() string {
 	switch s {
@@ -76,8 +90,12 @@ type Config struct {
 	// receive packets on the connections it opened.
 	NoListen bool
 
-	// Security lists the security protocols offered on TCP, most preferred
-	// first. Default: SecurityTLS, then SecurityNoise.
+	// Security lists the security protocols offered and accepted on TCP,
+	// most preferred first. Default: SecurityTLS only, so that there is
+	// nothing weaker than TLS 1.3 with X25519MLKEM768 for an attacker to
+	// negotiate the link down to. List SecurityNoise only to reach peers
+	// that cannot speak TLS, knowing that it makes links to peers that also
+	// offer Noise downgradable to classical X25519 (see SecurityNoise).
 	Security []Security
 
 	// Handler receives the packets. Default: packets are counted and
@@ -145,7 +163,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	}
 	if len(c.Security) == 0 {
-		c.Security = []Security{SecurityTLS, SecurityNoise}
+		c.Security = []Security{SecurityTLS}
 	}
 	for _, s := range c.Security {
 		if s != SecurityTLS && s != SecurityNoise {

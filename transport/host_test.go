@@ -46,22 +46,25 @@ func TestPacketsArriveIntactAndInOrder(t *testing.T) {
 }
 
 func TestKeyExchangeAndSecurityOfEachTransport(t *testing.T) {
+	withNoise := []Security{SecurityTLS, SecurityNoise}
 	tests := []struct {
 		name          string
 		dialerSec     []Security
+		listenerSec   []Security
 		addrs         string
 		wantTransport string
 		wantSecurity  string
 		wantKex       string
 	}{
-		{"TLS over TCP negotiates hybrid X25519MLKEM768", nil, "/tcp/", "tcp", "tls", "X25519MLKEM768"},
-		{"QUIC negotiates hybrid X25519MLKEM768", nil, "/quic-v1", "quic-v1", "tls", "X25519MLKEM768"},
-		{"a Noise-only dialer gets Noise XX over X25519", []Security{SecurityNoise}, "/tcp/", "tcp", "noise", "X25519"},
+		{"TLS over TCP negotiates hybrid X25519MLKEM768", nil, nil, "/tcp/", "tcp", "tls", "X25519MLKEM768"},
+		{"QUIC negotiates hybrid X25519MLKEM768", nil, nil, "/quic-v1", "quic-v1", "tls", "X25519MLKEM768"},
+		{"two hosts that allow Noise still prefer TLS", withNoise, withNoise, "/tcp/", "tcp", "tls", "X25519MLKEM768"},
+		{"a Noise-only dialer and a host that allows Noise use Noise XX over X25519", []Security{SecurityNoise}, withNoise, "/tcp/", "tcp", "noise", "X25519"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			col := newCollector(1)
-			b := startHost(t, Config{Handler: col.handle})
+			b := startHost(t, Config{Handler: col.handle, Security: tc.listenerSec})
 			a := startHost(t, Config{Security: tc.dialerSec})
 			if err := a.AddPeer(onlyAddrs(b.PeerInfo(), tc.addrs)); err != nil {
 				t.Fatal(err)
