@@ -7,6 +7,12 @@ var (
 	// ErrQueueFull means the peer's send queue is full and the packet was not
 	// queued. The peer is slow, stuck or being redialled.
 	ErrQueueFull = errors.New("send queue full")
+	// ErrUnreachable means the last attempt to open a stream to the peer
+	// failed and its redial backoff has not expired (or a redial is under
+	// way): the packet was not queued, and what was queued was dropped.
+	// The first send after the backoff expires is queued and triggers the
+	// redial.
+	ErrUnreachable = errors.New("peer unreachable")
 	// ErrUnknownPeer means Send was asked for a node that was never added with
 	// AddPeer and has no open connection to this host.
 	ErrUnknownPeer = errors.New("unknown peer")

@@ -27,9 +27,13 @@ const (
 	resultBanned  = "banned"
 )
 
-// dropPeerRemoved labels packets dropped from the queue of a peer that left
-// the pool or of a host that closed.
-const dropPeerRemoved = "peer_removed"
+// Reasons queued packets are dropped, the label values of
+// strata_transport_send_dropped_total: the peer left the pool or the host
+// closed; opening a stream to the peer failed.
+const (
+	dropPeerRemoved = "peer_removed"
+	dropUnreachable = "unreachable"
+)
 
 // metrics are a host's Prometheus collectors. Counters on the per-packet
 // path are added to in batches, so they lag the traffic by at most one batch.
@@ -40,6 +44,7 @@ type metrics struct {
 	badFrames           *prometheus.CounterVec
 	disconnects         *prometheus.CounterVec
 	queueFull           prometheus.Counter
+	unreachable         prometheus.Counter
 	dropped             *prometheus.CounterVec
 	dials               *prometheus.CounterVec
 	redials             prometheus.Counter
@@ -75,6 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		badFrames:      counterVec("bad_frames_total", "Frames rejected, by reason.", "reason"),
 		disconnects:    counterVec("peer_disconnects_total", "Peers disconnected for bad behaviour, by reason.", "reason"),
 		queueFull:      counter("send_queue_full_total", "Packets refused because the peer's send queue was full."),
+		unreachable:    counter("send_unreachable_total", "Packets refused because the peer was unreachable (its last stream open failed)."),
 		dropped:        counterVec("send_dropped_total", "Queued packets dropped before reaching the wire, by reason.", "reason"),
 		dials:          counterVec("dials_total", "Dials made by the pool to reach a peer, by result.", "result"),
 		redials:        counter("redials_total", "Dials or stream opens retried after a failure."),
@@ -108,7 +114,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.framesIn, m.framesOut, m.entryIn, m.entryOut, m.bytesIn, m.bytesOut, m.badFrames, m.disconnects, m.queueFull,
-		m.dropped, m.dials, m.redials, m.writeTimeouts, m.streamErrors, m.handshakes, m.requestsOut, m.requestsIn, m.inboundStreams, m.peers,
+		m.unreachable, m.dropped, m.dials, m.redials, m.writeTimeouts, m.streamErrors, m.handshakes, m.requestsOut, m.requestsIn, m.inboundStreams, m.peers,
 	}
 }
 

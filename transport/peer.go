@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -37,6 +38,8 @@ type peerState struct {
 	start sync.Once
 	queue chan *[]byte  // made by start
 	done  chan struct{} // closed when the entry leaves the pool
+
+	retryAt atomic.Int64 // reachability, see unreachable.go
 }
 
 // AddPeer adds a node to the send pool or replaces its addresses. The pool
@@ -184,7 +187,12 @@ func (h *Host) connected(_ network.Network, c network.Conn) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed || h.peers[id] != nil {
+	if h.closed {
+		return
+	}
+	if p := h.peers[id]; p != nil {
+		// The node just proved it is up; try it again at once.
+		p.setReachable()
 		return
 	}
 	h.addPeerLocked(id, c.RemotePeer(), false)

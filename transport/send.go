@@ -16,41 +16,44 @@ var errStopped = errors.New("sender stopped")
 
 // TrySend queues a copy of pkt for the node and returns at once. It returns
 // an error wrapping ErrQueueFull when the node's queue is full (the packet is
-// dropped and counted), ErrUnknownPeer when the node was never added and is
-// not connected, and ErrPacketSize when pkt is not PacketSize bytes. A nil
+// dropped and counted), ErrUnreachable while the node is unreachable (see
+// ErrUnreachable), ErrUnknownPeer when the node was never added and is not
+// connected, and ErrPacketSize when pkt is not PacketSize bytes. A nil
 // error means queued, not delivered: the transport is lossy, as a mix network
-// is. A relay forwards with TrySend so that one slow successor never holds
-// up the others.
+// is. A relay forwards with TrySend so that one slow or dead successor never
+// holds up the others.
 func (h *Host) TrySend(to NodeID, pkt []byte) error {
-	p, b, err := h.prepare(to, pkt, nil)
+	p, b, probe, err := h.prepare(to, pkt, nil)
 	if err != nil {
 		return err
 	}
-	return h.enqueue(p, b)
+	return h.enqueue(p, b, probe)
 }
 
 // TrySendVia queues for the node via an entry frame asking it to forward pkt
 // to the node next, and returns at once. via must accept entry frames
 // (Config.Entry); a host that does not disconnects and bans this one. The
 // frame goes on via's ordinary send queue, in order with packets sent to via,
-// and the errors are TrySend's: ErrQueueFull, ErrUnknownPeer (via is
-// unknown), ErrPacketSize, ErrClosed. A client sends through its home relay
-// with TrySendVia so that first-stratum relays see only the home.
+// and the errors are TrySend's: ErrQueueFull, ErrUnreachable,
+// ErrUnknownPeer (via is unknown), ErrPacketSize, ErrClosed. A client sends
+// through its home relay with TrySendVia so that first-stratum relays see
+// only the home.
 func (h *Host) TrySendVia(via, next NodeID, pkt []byte) error {
-	p, b, err := h.prepare(via, pkt, &next)
+	p, b, probe, err := h.prepare(via, pkt, &next)
 	if err != nil {
 		return err
 	}
-	return h.enqueue(p, b)
+	return h.enqueue(p, b, probe)
 }
 
 // enqueue puts b on p's queue without waiting.
-func (h *Host) enqueue(p *peerState, b *[]byte) error {
+func (h *Host) enqueue(p *peerState, b *[]byte, probe bool) error {
 	select {
 	case p.queue <- b:
 		return nil
 	default:
 		h.putBuf(b)
+		p.unprobe(probe)
 		h.m.queueFull.Inc()
 		return fmt.Errorf("transport: send to %v: %w", p.id, ErrQueueFull)
 	}
@@ -58,9 +61,11 @@ func (h *Host) enqueue(p *peerState, b *[]byte) error {
 
 // Send is TrySend that waits while the node's queue is full, until ctx is
 // done (the error then wraps both ErrQueueFull and ctx.Err()). Only the
-// calling goroutine waits; other peers' queues are not affected.
+// calling goroutine waits; other peers' queues are not affected. Like
+// TrySend, it fails at once with ErrUnreachable while the node is
+// unreachable.
 func (h *Host) Send(ctx context.Context, to NodeID, pkt []byte) error {
-	p, b, err := h.prepare(to, pkt, nil)
+	p, b, probe, err := h.prepare(to, pkt, nil)
 	if err != nil {
 		return err
 	}
@@ -74,6 +79,7 @@ func (h *Host) Send(ctx context.Context, to NodeID, pkt []byte) error {
 		return nil
 	case <-ctx.Done():
 		h.putBuf(b)
+		p.unprobe(probe)
 		h.m.queueFull.Inc()
 		return fmt.Errorf("transport: send to %v: %w: %w", to, ErrQueueFull, ctx.Err())
 	case <-p.done:
@@ -85,25 +91,28 @@ func (h *Host) Send(ctx context.Context, to NodeID, pkt []byte) error {
 	}
 }
 
-// prepare finds the node's pool entry, starting its sender on first use, and
-// copies the frame body into a pooled buffer: pkt, or next || pkt for an
-// entry frame when next is not nil.
-func (h *Host) prepare(to NodeID, pkt []byte, next *NodeID) (*peerState, *[]byte, error) {
+// prepare finds the node's pool entry, starting its sender on first use,
+// checks that the node is not unreachable, and copies the frame body into a
+// pooled buffer: pkt, or next || pkt for an entry frame when next is not nil.
+// probe reports that this packet is the one allowed through to redial an
+// unreachable node; if it is not queued after all, the caller must call
+// p.unprobe(true).
+func (h *Host) prepare(to NodeID, pkt []byte, next *NodeID) (p *peerState, b *[]byte, probe bool, err error) {
 	if len(pkt) != h.cfg.PacketSize {
-		return nil, nil, fmt.Errorf("transport: send to %v: %w: %d bytes, want %d", to, ErrPacketSize, len(pkt), h.cfg.PacketSize)
+		return nil, nil, false, fmt.Errorf("transport: send to %v: %w: %d bytes, want %d", to, ErrPacketSize, len(pkt), h.cfg.PacketSize)
 	}
 	h.mu.RLock()
 	if h.closed {
 		h.mu.RUnlock()
-		return nil, nil, fmt.Errorf("transport: send to %v: %w", to, ErrClosed)
+		return nil, nil, false, fmt.Errorf("transport: send to %v: %w", to, ErrClosed)
 	}
-	p := h.peers[to]
+	p = h.peers[to]
 	if p == nil {
 		h.mu.RUnlock()
 		if to == h.id {
-			return nil, nil, fmt.Errorf("transport: send to %v: %w", to, ErrSelf)
+			return nil, nil, false, fmt.Errorf("transport: send to %v: %w", to, ErrSelf)
 		}
-		return nil, nil, fmt.Errorf("transport: send to %v: %w", to, ErrUnknownPeer)
+		return nil, nil, false, fmt.Errorf("transport: send to %v: %w", to, ErrUnknownPeer)
 	}
 	// Starting under the read lock orders wg.Add before Close's wg.Wait.
 	p.start.Do(func() {
@@ -112,24 +121,32 @@ func (h *Host) prepare(to NodeID, pkt []byte, next *NodeID) (*peerState, *[]byte
 		go h.runSender(p)
 	})
 	h.mu.RUnlock()
-	if next == nil {
-		b := h.bufs.Get().(*[]byte)
-		copy(*b, pkt)
-		return p, b, nil
+	ok, probe := p.admit(time.Now())
+	if !ok {
+		h.m.unreachable.Inc()
+		return nil, nil, false, fmt.Errorf("transport: send to %v: %w", to, ErrUnreachable)
 	}
-	b := h.entryBufs.Get().(*[]byte)
+	if next == nil {
+		b = h.bufs.Get().(*[]byte)
+		copy(*b, pkt)
+		return p, b, probe, nil
+	}
+	b = h.entryBufs.Get().(*[]byte)
 	copy(*b, next[:])
 	copy((*b)[EntryHeaderSize:], pkt)
-	return p, b, nil
+	return p, b, probe, nil
 }
 
-// runSender owns the node's outbound stream: it opens the stream when the
-// first packet arrives, drains the queue into it and reopens it with backoff
-// when it breaks.
+// runSender owns the node's outbound stream: it opens the stream when a
+// packet arrives, drains the queue into it and reopens it, after a backoff
+// wait, when it breaks. When opening fails the node becomes unreachable:
+// the queue is discarded and sends fail until the backoff expires, when the
+// next packet sent is let through to try again.
 func (h *Host) runSender(p *peerState) {
 	defer h.wg.Done()
-	defer h.dropQueued(p)
+	defer h.dropQueued(p, dropPeerRemoved)
 	var bo backoff
+	broke := false // the last stream broke: wait before reopening
 	for {
 		var b *[]byte
 		select {
@@ -139,12 +156,37 @@ func (h *Host) runSender(p *peerState) {
 		case <-h.ctx.Done():
 			return
 		}
-		s, err := h.openStream(p, &bo)
+		if p.refusing(time.Now()) {
+			// Queued by a send that raced with the node becoming
+			// unreachable.
+			h.putBuf(b)
+			h.m.dropped.WithLabelValues(dropUnreachable).Inc()
+			continue
+		}
+		if broke {
+			if err := bo.wait(h.ctx, p.done); err != nil {
+				h.putBuf(b)
+				h.m.dropped.WithLabelValues(dropPeerRemoved).Inc()
+				return
+			}
+		}
+		s, err := h.openStream(p, bo.attempts > 0)
 		if err != nil {
 			h.putBuf(b)
-			h.m.dropped.WithLabelValues(dropPeerRemoved).Inc()
-			return
+			if h.stopped(p) {
+				h.m.dropped.WithLabelValues(dropPeerRemoved).Inc()
+				return
+			}
+			bo.failed()
+			retry := bo.delay()
+			p.setUnreachable(time.Now().Add(retry))
+			n := 1 + h.dropQueued(p, dropUnreachable)
+			h.m.dropped.WithLabelValues(dropUnreachable).Inc()
+			h.log.Debug("peer unreachable", "peer", p.id, "attempt", bo.attempts, "dropped", n, "retry_in", retry, "err", err)
+			broke = false
+			continue
 		}
+		p.setReachable()
 		sent, err := h.pump(p, s, b)
 		_ = s.Reset()
 		if errors.Is(err, errStopped) {
@@ -156,45 +198,47 @@ func (h *Host) runSender(p *peerState) {
 			bo.reset()
 		}
 		bo.failed()
+		broke = true
 	}
 }
 
-// openStream opens a mix stream to the node, over an existing connection if
-// there is one, else by dialing; it retries with backoff until it succeeds or
-// the sender stops. Every failure counts towards the next wait.
-func (h *Host) openStream(p *peerState, bo *backoff) (network.Stream, error) {
-	for {
-		if err := bo.wait(h.ctx, p.done); err != nil {
-			return nil, err
-		}
-		if bo.attempts > 0 {
-			h.m.redials.Inc()
-		}
-		dialing := h.host.Network().Connectedness(p.pid) != network.Connected
-		if dialing {
-			h.mu.RLock()
-			h.setDialAddrsLocked(p)
-			h.mu.RUnlock()
-		}
-		// The pool is the backoff authority: swarm's own dial backoff would
-		// hold a restarted peer off for seconds after our timer fired.
-		ctx := network.WithForceDirectDial(h.ctx, "strata pool")
-		ctx, cancel := context.WithTimeout(ctx, h.cfg.DialTimeout)
-		s, err := h.host.NewStream(ctx, p.pid, ProtocolID)
-		cancel()
-		if dialing {
-			if err != nil {
-				h.m.dials.WithLabelValues("error").Inc()
-			} else {
-				h.m.dials.WithLabelValues("ok").Inc()
-			}
-		}
-		if err == nil {
-			return s, nil
-		}
-		h.log.Debug("open stream failed", "peer", p.id, "attempt", bo.attempts, "err", err)
-		bo.failed()
+// stopped reports whether p's sender must end: p left the pool or the host
+// closed.
+func (h *Host) stopped(p *peerState) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return h.ctx.Err() != nil
 	}
+}
+
+// openStream makes one attempt to open a mix stream to the node, over an
+// existing connection if there is one, else by dialing.
+func (h *Host) openStream(p *peerState, retry bool) (network.Stream, error) {
+	if retry {
+		h.m.redials.Inc()
+	}
+	dialing := h.host.Network().Connectedness(p.pid) != network.Connected
+	if dialing {
+		h.mu.RLock()
+		h.setDialAddrsLocked(p)
+		h.mu.RUnlock()
+	}
+	// The pool is the backoff authority: swarm's own dial backoff would
+	// hold a restarted peer off for seconds after our timer fired.
+	ctx := network.WithForceDirectDial(h.ctx, "strata pool")
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.DialTimeout)
+	defer cancel()
+	s, err := h.host.NewStream(ctx, p.pid, ProtocolID)
+	if dialing {
+		if err != nil {
+			h.m.dials.WithLabelValues("error").Inc()
+		} else {
+			h.m.dials.WithLabelValues("ok").Inc()
+		}
+	}
+	return s, err
 }
 
 // pump writes frames to s until a write fails or the sender stops. Frames are
@@ -260,8 +304,9 @@ func (h *Host) writeError(err error) error {
 	return err
 }
 
-// dropQueued returns the buffers left in a stopped sender's queue.
-func (h *Host) dropQueued(p *peerState) {
+// dropQueued returns the buffers left in a sender's queue, counts them as
+// dropped for reason and returns how many there were.
+func (h *Host) dropQueued(p *peerState, reason string) int {
 	n := 0
 	for {
 		select {
@@ -270,9 +315,9 @@ func (h *Host) dropQueued(p *peerState) {
 			n++
 		default:
 			if n > 0 {
-				h.m.dropped.WithLabelValues(dropPeerRemoved).Add(float64(n))
+				h.m.dropped.WithLabelValues(reason).Add(float64(n))
 			}
-			return
+			return n
 		}
 	}
 }
