@@ -14,15 +14,18 @@ import (
 	"github.com/strata-mix/strata/sphinx"
 )
 
-// View is what a relay's cover traffic needs to know of an epoch: its
-// strata, the mix keys of the relays in them, the delay policy and the loop
-// rate λM.
+// View is what a relay's cover traffic and its routes (Routes) need to know
+// of an epoch: its strata, its mailbox nodes, the mix keys of its nodes,
+// the delay policy and the loop rate λM.
 type View struct {
-	Epoch    uint64
-	Graph    *pki.Graph
-	MixKeys  map[sphinx.NodeID]sphinx.PublicKey
-	Delay    sphinx.DelayPolicy
-	LoopRate float64 // loops per second
+	Epoch uint64
+	Graph *pki.Graph
+	// Mailboxes are the epoch's mailbox nodes: the last stratum forwards
+	// to them, the first takes their SURB replies.
+	Mailboxes []sphinx.NodeID
+	MixKeys   map[sphinx.NodeID]sphinx.PublicKey
+	Delay     sphinx.DelayPolicy
+	LoopRate  float64 // loops per second
 }
 
 type pendingLoop struct{ sent, deadline time.Time }
@@ -36,12 +39,16 @@ const loopGrace = 2 * time.Second
 // Cover sends the relay's loop cover traffic: Poisson(λM) packets through
 // one relay of each stratum and back to the relay itself (a Loop final
 // command), and counts the loops that do not come back in time as lost.
+// Under enforced routes (Routes) a loop comes back only to a relay or
+// mailbox node of the view's epoch: the last stratum forwards to no one
+// else.
 type Cover struct {
 	format *sphinx.Format
 	self   sphinx.Hop
 	view   func() *View
 	send   func(ctx context.Context, to sphinx.NodeID, pkt []byte) error
 	rng    *mrand.Rand
+	noWait context.Context // always done
 
 	mu      sync.Mutex
 	pending map[sphinx.LoopID]pendingLoop
@@ -51,14 +58,17 @@ type Cover struct {
 }
 
 // NewCover returns a loop cover sender for the relay self. view returns the
-// current epoch's view; send is the relay's link.
+// current epoch's view; send is the relay's link (Link.Send), called with
+// a context that is already done: it must not wait for the peer.
 func NewCover(f *sphinx.Format, self sphinx.Hop, view func() *View, send func(ctx context.Context, to sphinx.NodeID, pkt []byte) error, reg prometheus.Registerer) (*Cover, error) {
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
 	}
+	noWait, stop := context.WithCancel(context.Background())
+	stop()
 	c := &Cover{
-		format: f, self: self, view: view, send: send,
+		format: f, self: self, view: view, send: send, noWait: noWait,
 		rng:      mrand.New(mrand.NewChaCha8(seed)),
 		pending:  map[sphinx.LoopID]pendingLoop{},
 		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_relay_loops_sent_total", Help: "Loop cover packets sent."}),
@@ -98,15 +108,16 @@ func (c *Cover) Run(ctx context.Context) error {
 		}
 		c.expire(time.Now())
 		if v != nil && v.LoopRate > 0 && v.Graph != nil {
-			if err := c.sendLoop(ctx, v); err != nil && ctx.Err() == nil {
+			if err := c.sendLoop(v); err != nil && ctx.Err() == nil {
 				c.lost.Inc()
 			}
 		}
 	}
 }
 
-// sendLoop builds one loop over a random route of v and sends it.
-func (c *Cover) sendLoop(ctx context.Context, v *View) error {
+// sendLoop builds one loop over a random route of v and sends it, without
+// waiting: a full first hop loses the loop (counted once, as lost).
+func (c *Cover) sendLoop(v *View) error {
 	if v.Graph == nil {
 		return errNoStrata
 	}
@@ -137,7 +148,13 @@ func (c *Cover) sendLoop(ctx context.Context, v *View) error {
 	c.pending[id] = pendingLoop{sent: now, deadline: now.Add(r.Total + loopGrace)}
 	c.mu.Unlock()
 	c.sent.Inc()
-	return c.send(ctx, path[0].ID, pkt)
+	if err := c.send(c.noWait, path[0].ID, pkt); err != nil {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // Returned records that loop id came back; Relay's Local.Loop calls it.

@@ -19,6 +19,10 @@ const (
 	reasonReplayDB      = "replay_db_error"
 	reasonSchedulerFull = "scheduler_full"
 	reasonSend          = "send"
+	reasonPeerFull      = "peer_full"
+	reasonPeerDown      = "peer_down"
+	reasonRoute         = "route"
+	reasonRouteFrom     = "route_from"
 	reasonNoClient      = "no_client"
 	reasonNoLoop        = "no_loop_handler"
 	reasonNotMailbox    = "not_mailbox"
@@ -26,7 +30,8 @@ const (
 )
 
 var allReasons = []string{reasonSize, reasonMAC, reasonGroup, reasonCommand, reasonPayload, reasonReplay,
-	reasonReplayDB, reasonSchedulerFull, reasonSend, reasonNoClient, reasonNoLoop, reasonNotMailbox, reasonNotRelay}
+	reasonReplayDB, reasonSchedulerFull, reasonSend, reasonPeerFull, reasonPeerDown, reasonRoute, reasonRouteFrom,
+	reasonNoClient, reasonNoLoop, reasonNotMailbox, reasonNotRelay}
 
 type metrics struct {
 	in, out       prometheus.Counter

@@ -6,20 +6,32 @@ import (
 	"github.com/strata-mix/strata/sphinx"
 )
 
-// HandlePacket takes a packet received from a peer (transport.Handler). It
-// copies pkt, so the transport may reuse it, and queues it for a worker,
-// waiting while the queue is full: the sending peer feels the back-pressure,
-// other peers do not.
+// inbound is a received packet waiting for an unwrap worker.
+type inbound struct {
+	buf  *[]byte
+	from sphinx.NodeID
+}
+
+// HandlePacket takes a packet received from a peer (transport.Handler). A
+// peer that may not send to this node (Config.Routes) has its packet
+// dropped before anything else is spent on it. HandlePacket copies pkt, so
+// the transport may reuse it, and queues it for a worker, waiting while the
+// queue is full: the sending peer's stream feels the back-pressure, other
+// peers do not.
 func (r *Relay) HandlePacket(from sphinx.NodeID, pkt []byte) {
 	r.m.in.Inc()
 	if len(pkt) != r.cfg.Format.Geometry().PacketSize() {
 		r.m.drop(reasonSize)
 		return
 	}
+	if rp := r.cfg.Routes; rp != nil && !rp.MayReceive(from) {
+		r.m.drop(reasonRouteFrom)
+		return
+	}
 	b := r.getBuf()
 	copy(*b, pkt)
 	select {
-	case r.in <- b:
+	case r.in <- inbound{buf: b, from: from}:
 	case <-r.ctx.Done():
 		r.putBuf(b)
 	}
@@ -29,18 +41,23 @@ func (r *Relay) HandlePacket(from sphinx.NodeID, pkt []byte) {
 var ErrBusy = errors.New("relay: inbound queue full")
 
 // Inject hands the relay a packet addressed to itself (a loop whose route
-// passes through its own stratum) without waiting: it returns ErrBusy when
-// the inbound queue is full, since waiting could deadlock a relay sending
-// to itself.
+// passes through its own stratum, or a home relay's client packet whose
+// first hop is this relay) without waiting: it returns ErrBusy when the
+// inbound queue is full, since waiting could deadlock a relay sending to
+// itself. The packet comes from this node (RoutePolicy.Self).
 func (r *Relay) Inject(pkt []byte) error {
 	if len(pkt) != r.cfg.Format.Geometry().PacketSize() {
 		r.m.drop(reasonSize)
 		return ErrBusy
 	}
+	var from sphinx.NodeID
+	if rp := r.cfg.Routes; rp != nil {
+		from = rp.Self()
+	}
 	b := r.getBuf()
 	copy(*b, pkt)
 	select {
-	case r.in <- b:
+	case r.in <- inbound{buf: b, from: from}:
 		r.m.in.Inc()
 		return nil
 	default:

@@ -12,13 +12,28 @@ import (
 	"github.com/strata-mix/strata/sphinx"
 )
 
-// Link sends packets to other nodes. Send must copy pkt before returning,
-// and when the peer's queue is full it waits until ctx is done, failing at
-// once if ctx is done already (transport.Host.Send behaves so). The relay
-// passes a done context when it must not wait (see forward.go).
+// Link sends packets to other nodes. Send must copy pkt and return at once,
+// never waiting for the peer: nothing on a relay's packet path may wait on
+// one successor, or a successor that stopped reading (or crashed) would
+// stall every other packet. When the packet cannot be queued it returns an
+// error wrapping ErrLinkFull (the peer's queue is full) or ErrLinkDown (the
+// peer is unreachable), or any other error; the relay drops the packet and
+// counts it by that reason ("peer_full", "peer_down", "send"). The relay
+// passes a context that is already done, so a Link built on a waiting send
+// (transport.Host.Send) tries once and fails at once.
 type Link interface {
 	Send(ctx context.Context, to sphinx.NodeID, pkt []byte) error
 }
+
+// Link errors; a Link wraps them so the relay can tell why a packet was
+// not sent (package relay does not import the transport).
+var (
+	// ErrLinkFull means the peer's send queue is full: it is slow, stuck or
+	// being redialled.
+	ErrLinkFull = errors.New("relay: link to peer full")
+	// ErrLinkDown means the peer has been unreachable for a while.
+	ErrLinkDown = errors.New("relay: peer unreachable")
+)
 
 // LinkFunc adapts a function to Link.
 type LinkFunc func(ctx context.Context, to sphinx.NodeID, pkt []byte) error
@@ -63,8 +78,15 @@ type Config struct {
 	// InboundQueue is the number of received packets waiting for a
 	// worker; a full queue pushes back on the sending peer. Default 1024.
 	InboundQueue int
-	Registerer   prometheus.Registerer
-	Logger       *slog.Logger
+	// Routes, if set, enforces the network's restricted routes: a packet
+	// from a node that may not send to this one is dropped before it is
+	// unwrapped (reason "route_from"), one whose sender or next hop is off
+	// its epoch's routes after (reason "route_from" or "route"). Nil: no
+	// checks, for tests of the pipeline alone; package node always sets it
+	// (a *Routes).
+	Routes     RoutePolicy
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Relay is a mix relay: it unwraps the packets it receives, drops replays,
@@ -73,7 +95,7 @@ type Config struct {
 type Relay struct {
 	cfg    Config
 	sched  *Scheduler
-	in     chan *[]byte
+	in     chan inbound
 	checks chan checked
 	rotate chan uint64
 	// commits carries durable commits to dispatchLoop; freeCommits
@@ -112,7 +134,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	size := cfg.Format.Geometry().PacketSize()
-	r := &Relay{cfg: cfg, in: make(chan *[]byte, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
+	r := &Relay{cfg: cfg, in: make(chan inbound, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
 	r.bufs.New = func() any { b := make([]byte, size); return &b }
 	r.commits, r.freeCommits = make(chan *commit, replayCommits), make(chan *commit, replayCommits)
 	for range replayCommits {

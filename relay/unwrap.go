@@ -15,16 +15,23 @@ func (r *Relay) unwrapLoop() {
 		select {
 		case <-r.ctx.Done():
 			return
-		case b := <-r.in:
-			r.unwrap(b, &res)
+		case in := <-r.in:
+			r.unwrap(in, &res)
 		}
 	}
 }
 
-func (r *Relay) unwrap(b *[]byte, res *sphinx.Result) {
+// unwrap unwraps one packet and checks it against the routes of the epoch
+// whose key opened it, before its replay tag is recorded: a packet off the
+// routes is dropped whoever sent it.
+func (r *Relay) unwrap(in inbound, res *sphinx.Result) {
+	b := in.buf
 	start := time.Now()
 	epoch, err := r.cfg.Keys.unwrap(r.cfg.Format, r.cfg.Delay, *b, res)
 	r.m.unwrapSeconds.Observe(time.Since(start).Seconds())
+	if err == nil && r.cfg.Routes != nil {
+		err = r.cfg.Routes.Check(epoch, in.from, &res.Command)
+	}
 	if err != nil {
 		r.m.drop(reasonOf(err))
 		r.putBuf(b)
@@ -86,6 +93,10 @@ func (r *Relay) dispatch(c checked) {
 
 func reasonOf(err error) string {
 	switch {
+	case errors.Is(err, ErrRouteFrom):
+		return reasonRouteFrom
+	case errors.Is(err, ErrRoute):
+		return reasonRoute
 	case errors.Is(err, sphinx.ErrMAC):
 		return reasonMAC
 	case errors.Is(err, sphinx.ErrGroupElement):
