@@ -8,7 +8,10 @@
 // wire format (wire.go, response.go), the auth plug-in interface (auth.go),
 // the node service (node.go: executes requests, pushes through stocked SURBs
 // with a reserve kept to ask for more, answers errors through the sender's
-// SURB) and the owner side (owner.go: create, stock, fetch, delete, Put).
+// SURB), the node's one way out (send.go: replies and the loop cover of
+// SendCover go only to relays of the first stratum, FirstHops, and never
+// wait on a link) and the owner side (owner.go: create, stock, fetch,
+// delete, Put).
 // docs/mailbox.md specifies the protocol, the SURB stock policy and the
 // node's behaviour.
 //

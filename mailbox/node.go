@@ -36,8 +36,19 @@ const (
 type NodeConfig struct {
 	Store  *Store
 	Format *sphinx.Format
-	// Send sends a reply packet to its first hop (the node's transport).
+	// Send sends a packet to its first hop (the node's transport). It
+	// must not wait: the node passes a context that is already done, so
+	// transport.Host.Send fails at once on a full queue, as TrySend does;
+	// the packet is then dropped and counted (dropped{reason="send"}).
+	// Replies and the cover loops of SendCover both leave through it.
 	Send func(ctx context.Context, to sphinx.NodeID, pkt []byte) error
+	// FirstHop reports whether id may be the first hop of a packet the
+	// node sends: a relay of the first stratum of the current or previous
+	// epoch (FirstHops.Allowed). A SURB naming any other first hop is
+	// refused before its reply is built (dropped{reason="first_hop"}) and
+	// nothing is sent, so a user's SURB cannot make the node dial an
+	// arbitrary node. Required.
+	FirstHop func(id sphinx.NodeID) bool
 	// Epoch returns the current key epoch: SURBs stocked in an earlier
 	// epoch are dropped, since the keys they were made under are gone.
 	Epoch func() uint64
@@ -75,6 +86,8 @@ type Node struct {
 	log   *slog.Logger
 	in    []chan []byte
 	m     nodeMetrics
+	// noWait is always done: the node's sends never wait (send.go).
+	noWait context.Context
 
 	mu    sync.Mutex
 	stock map[ID][]stockedSURB
@@ -105,8 +118,8 @@ type nodeMetrics struct {
 // NewNode returns a mailbox node service; Run must be running for it to
 // handle requests.
 func NewNode(cfg NodeConfig) (*Node, error) {
-	if cfg.Store == nil || cfg.Format == nil || cfg.Send == nil || cfg.Epoch == nil {
-		return nil, errors.New("mailbox: NodeConfig needs Store, Format, Send and Epoch")
+	if cfg.Store == nil || cfg.Format == nil || cfg.Send == nil || cfg.Epoch == nil || cfg.FirstHop == nil {
+		return nil, errors.New("mailbox: NodeConfig needs Store, Format, Send, FirstHop and Epoch")
 	}
 	if cfg.Reserve <= 0 {
 		cfg.Reserve = DefaultReserve
@@ -137,6 +150,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		auth:  map[byte]Authenticator{}, stock: map[ID][]stockedSURB{}, asked: map[ID]bool{},
 		marks: map[ID]map[uint64]bool{}, kick: make(chan struct{}, 1),
 	}
+	noWait, stop := context.WithCancel(context.Background())
+	stop()
+	n.noWait = noWait
 	for i := range n.in {
 		n.in[i] = make(chan []byte, inbox)
 	}
@@ -199,7 +215,7 @@ func (n *Node) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case b := <-in:
-					n.handle(ctx, b)
+					n.handle(b)
 				}
 			}
 		})
@@ -233,7 +249,7 @@ func (n *Node) sweep() {
 }
 
 // handle executes one request.
-func (n *Node) handle(ctx context.Context, msg []byte) {
+func (n *Node) handle(msg []byte) {
 	body, err := client.Unpad(msg)
 	if err != nil {
 		n.m.dropped.WithLabelValues("malformed").Inc()
@@ -254,7 +270,7 @@ func (n *Node) handle(ctx context.Context, msg []byte) {
 		}
 		s := req.SURBs[0]
 		req.SURBs = req.SURBs[1:]
-		n.reply(ctx, s, r)
+		n.reply(s, r)
 	}
 	refuse := func(code ErrorCode, text string) {
 		n.m.dropped.WithLabelValues(codeName(code)).Inc()
@@ -312,13 +328,13 @@ func (n *Node) handle(ctx context.Context, msg []byte) {
 		// Stored and fsynced: now it may be acknowledged.
 		n.m.stored.Inc()
 		answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpPut, Detail: id[:]})
-		n.push(ctx, req.Mailbox, 0, false)
+		n.push(req.Mailbox, 0, false)
 	case OpStock:
 		n.addStock(req.Mailbox, req.SURBs)
-		n.push(ctx, req.Mailbox, 0, false)
+		n.push(req.Mailbox, 0, false)
 	case OpFetch:
 		n.addStock(req.Mailbox, req.SURBs)
-		n.push(ctx, req.Mailbox, req.After, true)
+		n.push(req.Mailbox, req.After, true)
 	case OpDelete:
 		f := new(DeletionFilter)
 		if err := f.UnmarshalBinary(req.Filter); err != nil {
@@ -427,7 +443,7 @@ func (n *Node) Stock(id ID) int {
 // messages as fit in each reply, spends no SURB of the reserve, and when
 // the stock falls under the low-water mark spends one reserved SURB on a
 // NeedSURBs (once per stocking).
-func (n *Node) push(ctx context.Context, id ID, after uint64, all bool) {
+func (n *Node) push(id ID, after uint64, all bool) {
 	n.gate.RLock()
 	msgs, err := n.cfg.Store.Fetch(id, after, 1000)
 	if err != nil {
@@ -469,13 +485,13 @@ func (n *Node) push(ctx context.Context, id ID, after uint64, all bool) {
 		if !ok {
 			break
 		}
-		if !n.reply(ctx, surb, &Response{Op: OpDeliver, Mailbox: id, Messages: batch}) {
+		if !n.reply(surb, &Response{Op: OpDeliver, Mailbox: id, Messages: batch}) {
 			continue
 		}
 		n.mark(id, batch)
 		n.m.pushed.Add(float64(len(batch)))
 	}
-	n.askForMore(ctx, id)
+	n.askForMore(id)
 }
 
 // mark records that batch was pushed, for the flusher to write.
@@ -540,7 +556,7 @@ func (n *Node) flushMarks() {
 }
 
 // askForMore spends a reserved SURB on NeedSURBs when the stock is low.
-func (n *Node) askForMore(ctx context.Context, id ID) {
+func (n *Node) askForMore(id ID) {
 	n.mu.Lock()
 	s := n.fresh(id, n.cfg.Epoch())
 	low := len(s) < n.cfg.LowWater && len(s) > 0 && !n.asked[id]
@@ -555,14 +571,20 @@ func (n *Node) askForMore(ctx context.Context, id ID) {
 	if !ok {
 		return
 	}
-	n.reply(ctx, surb, &Response{Op: OpNeedSURBs, Mailbox: id, Stock: uint16(left)})
+	n.reply(surb, &Response{Op: OpNeedSURBs, Mailbox: id, Stock: uint16(left)})
 }
 
-// reply sends r through the encoded SURB s.
-func (n *Node) reply(ctx context.Context, s []byte, r *Response) bool {
+// reply sends r through the encoded SURB s, if its first hop is a
+// first-stratum relay (send.go); it never waits on the link.
+func (n *Node) reply(s []byte, r *Response) bool {
 	surb, err := n.cfg.Format.DecodeSURB(s)
 	if err != nil {
 		n.m.dropped.WithLabelValues("bad_surb").Inc()
+		return false
+	}
+	if !n.cfg.FirstHop(surb.FirstHop) {
+		n.m.dropped.WithLabelValues("first_hop").Inc()
+		n.log.Debug("mailbox reply refused: first hop not in the first stratum", "to", surb.FirstHop)
 		return false
 	}
 	body, err := n.codec.EncodeResponse(r)
@@ -575,10 +597,7 @@ func (n *Node) reply(ctx context.Context, s []byte, r *Response) bool {
 		n.log.Warn("mailbox reply packet", "err", err)
 		return false
 	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := n.cfg.Send(sctx, surb.FirstHop, pkt); err != nil {
-		n.m.dropped.WithLabelValues("send").Inc()
+	if err := n.send(surb.FirstHop, pkt); err != nil {
 		n.log.Debug("mailbox reply not sent", "to", surb.FirstHop, "err", err)
 		return false
 	}

@@ -65,6 +65,7 @@ func FuzzNodeHandle(f *testing.F) {
 	}
 	var sent, badSize atomic.Int64
 	n, err := NewNode(NodeConfig{Store: store, Format: format, Epoch: func() uint64 { return 1 }, Now: func() time.Time { return now },
+		FirstHop: func(id sphinx.NodeID) bool { return id == sphinx.NodeID{9} },
 		Send: func(_ context.Context, _ sphinx.NodeID, pkt []byte) error {
 			sent.Add(1)
 			if len(pkt) != format.Geometry().PacketSize() {
@@ -102,9 +103,8 @@ func FuzzNodeHandle(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0, 3, 1, 2, 3})
-	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		n.handle(ctx, msg)
+		n.handle(msg)
 		if s := n.Stock(box); s > MaxStock {
 			t.Fatalf("stock %d exceeds %d", s, MaxStock)
 		}
@@ -148,6 +148,7 @@ func BenchmarkNode(b *testing.B) {
 	}
 	defer store.Close()
 	n, err := NewNode(NodeConfig{Store: store, Format: format, Epoch: func() uint64 { return 1 },
+		FirstHop: func(id sphinx.NodeID) bool { return id == sphinx.NodeID(sink.ID()) },
 		Send: func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
 			return out.Send(ctx, transport.NodeID(to), pkt)
 		}})

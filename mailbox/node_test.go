@@ -26,6 +26,17 @@ type mixNode struct {
 	host  *transport.Host
 	relay atomic.Pointer[relay.Relay]
 	hop   sphinx.Hop
+	// from counts the packets received, by sending node (what the link
+	// shows this relay).
+	from sync.Map // sphinx.NodeID → *atomic.Int64
+}
+
+// receivedFrom is how many packets n received from the node id.
+func (n *mixNode) receivedFrom(id sphinx.NodeID) int64 {
+	if c, ok := n.from.Load(id); ok {
+		return c.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func newMixNode(t testing.TB, f *sphinx.Format, local relay.Local, noForward bool, send func(ctx context.Context, h *transport.Host, to sphinx.NodeID, pkt []byte) error) *mixNode {
@@ -39,6 +50,8 @@ func newMixNode(t testing.TB, f *sphinx.Format, local relay.Local, noForward boo
 		Identity: idk, PacketSize: f.Geometry().PacketSize(), SendQueue: 4096,
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
 		Handler: func(from transport.NodeID, pkt []byte) {
+			c, _ := n.from.LoadOrStore(sphinx.NodeID(from), new(atomic.Int64))
+			c.(*atomic.Int64).Add(1)
 			if r := n.relay.Load(); r != nil {
 				r.HandlePacket(sphinx.NodeID(from), pkt)
 			}
@@ -111,6 +124,9 @@ type testbed struct {
 	epoch  atomic.Uint64
 	// beforeReply, if set, runs before the node sends each reply.
 	beforeReply atomic.Pointer[func()]
+	// loop, if set, is the mailbox node's Local.Loop (its cover's
+	// Returned).
+	loop atomic.Pointer[func(sphinx.LoopID, []byte)]
 
 	mu    sync.Mutex
 	keys  map[sphinx.SURBID]*sphinx.ReplyKeys
@@ -138,6 +154,8 @@ func newTestbed(t *testing.T, storeCfg Config) *testbed {
 	var mboxHost atomic.Pointer[transport.Host]
 	tb.node, err = NewNode(NodeConfig{
 		Store: tb.store, Format: f, Epoch: tb.epoch.Load,
+		// L1 is the only first stratum relay.
+		FirstHop: func(id sphinx.NodeID) bool { return id == tb.mix[0].hop.ID },
 		Send: func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
 			if fn := tb.beforeReply.Load(); fn != nil {
 				(*fn)()
@@ -148,7 +166,12 @@ func newTestbed(t *testing.T, storeCfg Config) *testbed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb.mbox = newMixNode(t, f, relay.Local{Mailbox: tb.node.Handle}, true, func(context.Context, *transport.Host, sphinx.NodeID, []byte) error {
+	loop := func(id sphinx.LoopID, payload []byte) {
+		if fn := tb.loop.Load(); fn != nil {
+			(*fn)(id, payload)
+		}
+	}
+	tb.mbox = newMixNode(t, f, relay.Local{Mailbox: tb.node.Handle, Loop: loop}, true, func(context.Context, *transport.Host, sphinx.NodeID, []byte) error {
 		t.Error("the mailbox node forwarded a packet")
 		return nil
 	})
@@ -307,7 +330,7 @@ func (tb *testbed) nextOp(u *user, op Op) *Response {
 
 func (tb *testbed) dropped() map[string]float64 {
 	out := map[string]float64{}
-	for _, reason := range []string{"malformed", "refused", "quota", "exists", "stale", "internal", "busy", "bad_surb", "send"} {
+	for _, reason := range []string{"malformed", "refused", "quota", "exists", "stale", "internal", "busy", "bad_surb", "send", "first_hop"} {
 		if v := testutil.ToFloat64(tb.node.m.dropped.WithLabelValues(reason)); v > 0 {
 			out[reason] = v
 		}
