@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-mix/strata/pki"
@@ -42,8 +44,14 @@ type Config struct {
 	Identity ed25519.PrivateKey
 	// DataDir holds the SURB unwinding database (surbs.db). Required.
 	DataDir string
-	// Home is the relay the client connects to. Required.
+	// Home is the relay the client connects to, and sends every packet
+	// through. Required.
 	Home transport.PeerInfo
+	// HomeFailover is how long the home may stay unreachable before the
+	// client moves to another relay of the topology (chosen uniformly,
+	// excluding the failed one). A home that leaves the topology is left
+	// at once. Default 30 s.
+	HomeFailover time.Duration
 	// Topology returns the verified topology of the current epoch (a
 	// pki.TopologyCache's Current, or a fixed document in tests). Required.
 	Topology func() *pki.Topology
@@ -62,8 +70,9 @@ type Config struct {
 	Logger     *slog.Logger
 
 	// trace, if set (by tests), learns of every packet when it has been
-	// handed to the link: its slot and whether it was real.
-	trace func(s Slot, real bool)
+	// handed to the link: its slot, whether it was real, and when the
+	// link took it (zero if no packet left).
+	trace func(s Slot, real bool, wire time.Time)
 }
 
 // Destination is where a packet goes: a mailbox node (ToMailbox) or the
@@ -119,9 +128,13 @@ type Stats struct {
 	LoopsReturned, LoopsLost   uint64
 	Replies, RepliesUnknown    uint64
 	RepliesBad, FramesRejected uint64
-	// SendErrors counts packets the link to the first hop refused (queue
+	// SendErrors counts packets the link to the home refused (queue
 	// full, peer unknown); NoRoute slots whose topology had no route.
 	SendErrors, NoRoute uint64
+	// Offline counts slots that passed while the link to the home was
+	// down (nothing was sent in them; Send's queue waited); HomeChanges
+	// the moves to another home after a failure.
+	Offline, HomeChanges uint64
 	// LoopLatency is the mean round trip of the returned loops; LoopLoss
 	// the fraction of loops lost among those due (sent + route delay +
 	// grace) so far.
@@ -179,8 +192,16 @@ type Client struct {
 	queue  chan sendReq
 	recv   chan Reply
 
-	home   atomic.Pointer[transport.PeerInfo]
+	home   atomic.Pointer[homeState]
 	source atomic.Pointer[sourceBox]
+	// linkUp is set while the home is connected and has accepted the
+	// client's registration; slots send nothing while it is clear.
+	linkUp atomic.Bool
+	// homeLost is signalled by the transport when the home's last
+	// connection closes.
+	homeLost chan struct{}
+	// homeMu serialises SetHome.
+	homeMu sync.Mutex
 
 	mu        sync.Mutex
 	rng       *mrand.Rand
@@ -198,6 +219,26 @@ type Client struct {
 
 type sourceBox struct{ s Source }
 
+// homeState is the client's home: how to reach it, its id, and the secret
+// the client's tokens at it derive from.
+type homeState struct {
+	info   transport.PeerInfo
+	id     sphinx.NodeID
+	secret HomeSecret
+}
+
+// Reconnection to the home: attempts spaced from reconnectMin doubling to
+// reconnectMax, each bounded by reconnectTimeout; homeCheck is how often
+// the client looks at its link when nothing signals a loss.
+const (
+	reconnectMin     = 100 * time.Millisecond
+	reconnectMax     = 2 * time.Second
+	reconnectTimeout = 5 * time.Second
+	homeCheck        = 500 * time.Millisecond
+	// DefaultHomeFailover is Config.HomeFailover's default.
+	DefaultHomeFailover = 30 * time.Second
+)
+
 // New starts a client: it opens the SURB database, connects to the home
 // relay and starts the Loopix streams. ctx bounds the start (the dial of
 // the home); the client runs until Close.
@@ -210,6 +251,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.Receive <= 0 {
 		cfg.Receive = 256
+	}
+	if cfg.HomeFailover <= 0 {
+		cfg.HomeFailover = DefaultHomeFailover
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -247,13 +291,22 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		m:     newMetrics(cfg.Registerer),
 		queue: make(chan sendReq, cfg.SendQueue), recv: make(chan Reply, cfg.Receive),
 		rng: mrand.New(mrand.NewChaCha8(rngSeed)), loops: map[sphinx.SURBID]pendingLoop{},
-		lastEpoch: top.Epoch,
+		lastEpoch: top.Epoch, homeLost: make(chan struct{}, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	// The host lives as long as the client, not as long as ctx.
 	c.host, err = transport.New(c.ctx, transport.Config{
 		Identity: cfg.Identity, PacketSize: format.Geometry().PacketSize(), NoListen: true,
 		Handler: c.handle, Registerer: cfg.Registerer, Logger: log,
+		Disconnected: func(id transport.NodeID) {
+			if hs := c.home.Load(); hs != nil && sphinx.NodeID(id) == hs.id {
+				c.linkUp.Store(false)
+				select {
+				case c.homeLost <- struct{}{}:
+				default:
+				}
+			}
+		},
 	})
 	if err != nil {
 		c.cancel()
@@ -267,10 +320,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		store.Close()
 		return nil, err
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		_ = sched.Run(c.ctx, c.slot)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.keepHome()
 	}()
 	return c, nil
 }
@@ -279,50 +336,58 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 func (c *Client) ID() sphinx.NodeID { return c.self }
 
 // Home returns the client's home relay.
-func (c *Client) Home() sphinx.NodeID {
-	return sphinx.NodeID(transport.NodeIDFromPublicKey(c.home.Load().PublicKey))
-}
+func (c *Client) Home() sphinx.NodeID { return c.home.Load().id }
 
 // SetHome makes relay home the client's home: the client connects to it,
-// and SURBs made from now on name it. SURBs that name the old home die
-// with their key epoch; replies through them are lost once the client has
-// left the old home.
+// registers its secret there (RegisterProtocol), sends every packet
+// through it from now on, and SURBs made from now on name it. It then
+// leaves the old home: SURBs that name the old home are lost with it.
+// Until the registration is accepted the client sends nothing.
 func (c *Client) SetHome(ctx context.Context, home transport.PeerInfo) error {
-	id := transport.NodeIDFromPublicKey(home.PublicKey)
-	if err := c.host.AddPeer(home); err != nil {
-		return fmt.Errorf("client: home: %w", err)
+	c.homeMu.Lock()
+	defer c.homeMu.Unlock()
+	id := sphinx.NodeID(transport.NodeIDFromPublicKey(home.PublicKey))
+	hs := &homeState{info: home, id: id, secret: DeriveHomeSecret(c.cfg.Identity, id)}
+	old := c.home.Load()
+	if old != nil && old.id != id {
+		c.linkUp.Store(false)
 	}
-	if err := c.host.Connect(ctx, id); err != nil {
-		return fmt.Errorf("client: connecting to home %v: %w", id, err)
+	if err := c.connectHome(ctx, hs); err != nil {
+		return err
 	}
-	old := c.home.Swap(&home)
-	if old == nil {
+	c.home.Store(hs)
+	c.linkUp.Store(true)
+	if old == nil || old.id == id {
 		return nil
 	}
-	oldID := transport.NodeIDFromPublicKey(old.PublicKey)
-	if oldID == id {
-		return nil
+	// Leave the old home: it stops pushing once the connection is gone,
+	// and the client has no other peer.
+	if err := c.host.Disconnect(transport.NodeID(old.id)); err != nil {
+		c.log.Debug("leaving the old home", "home", old.id, "err", err)
 	}
-	// Leave the old home: it stops pushing once the connection is gone.
-	// A relay of the first stratum stays in the send pool, since packets
-	// enter the strata there.
-	if err := c.host.Disconnect(oldID); err != nil {
-		c.log.Debug("leaving the old home", "home", oldID, "err", err)
-	}
-	if !c.isFirstHop(sphinx.NodeID(oldID)) {
-		c.host.RemovePeer(oldID)
-	}
+	c.host.RemovePeer(transport.NodeID(old.id))
 	return nil
 }
 
-// isFirstHop reports whether id is a relay of the current first stratum.
-func (c *Client) isFirstHop(id sphinx.NodeID) bool {
-	top := c.cfg.Topology()
-	if top == nil {
-		return false
+// connectHome dials hs (bypassing the dial backoff a failed dial left
+// behind, since the home coming back is what the client waits for) and
+// registers the client's secret with it.
+func (c *Client) connectHome(ctx context.Context, hs *homeState) error {
+	to := transport.NodeID(hs.id)
+	if err := c.host.AddPeer(hs.info); err != nil {
+		return fmt.Errorf("client: home: %w", err)
 	}
-	r, ok := top.Relay(id)
-	return ok && r.Layer == 0
+	if err := c.host.Connect(network.WithForceDirectDial(ctx, "strata home"), to); err != nil {
+		return fmt.Errorf("client: connecting to home %v: %w", hs.id, err)
+	}
+	resp, err := c.host.Request(ctx, to, RegisterProtocol, EncodeRegister(hs.id, hs.secret))
+	if err != nil {
+		return fmt.Errorf("client: registering with home %v: %w", hs.id, err)
+	}
+	if !bytes.Equal(resp, registered) {
+		return fmt.Errorf("client: registering with home %v: %w: answer %x", hs.id, ErrRegister, resp)
+	}
+	return nil
 }
 
 // PayloadSize is the number of message bytes one packet carries, the same
@@ -397,12 +462,12 @@ func (c *Client) NewSURB(ctx context.Context) (SURB, error) {
 	if top == nil {
 		return SURB{}, ErrNoRoute
 	}
-	path, err := c.path(top, c.homeHop)
+	hs := c.home.Load()
+	path, err := c.path(top, homeHop(hs))
 	if err != nil {
 		return SURB{}, err
 	}
-	home := c.Home()
-	surb, keys, route, err := c.format.NewSURB(rand.Reader, path, HomeToken(c.self, home, top.Epoch), c.delay(top))
+	surb, keys, route, err := c.format.NewSURB(rand.Reader, path, hs.secret.Token(top.Epoch), c.delay(top))
 	if err != nil {
 		return SURB{}, err
 	}
@@ -462,15 +527,16 @@ func (c *Client) delay(top *pki.Topology) sphinx.DelayPolicy {
 	return sphinx.DelayPolicy{Mean: top.Params.MeanDelay}
 }
 
-// homeHop returns the final hop of loops and SURBs: the home relay under
-// its key of top's epoch.
-func (c *Client) homeHop(top *pki.Topology) (sphinx.Hop, error) {
-	home := c.Home()
-	r, ok := top.Relay(home)
-	if !ok {
-		return sphinx.Hop{}, ErrUnknownHome
+// homeHop returns the final hop of loops and SURBs: the home relay hs
+// under its key of the topology's epoch.
+func homeHop(hs *homeState) func(*pki.Topology) (sphinx.Hop, error) {
+	return func(top *pki.Topology) (sphinx.Hop, error) {
+		r, ok := top.Relay(hs.id)
+		if !ok {
+			return sphinx.Hop{}, ErrUnknownHome
+		}
+		return sphinx.Hop{ID: hs.id, Key: r.MixKey}, nil
 	}
-	return sphinx.Hop{ID: home, Key: r.MixKey}, nil
 }
 
 // path returns one relay per stratum, chosen uniformly over the valid

@@ -33,7 +33,7 @@ func TestLoopsComeBackThroughTheStrata(t *testing.T) {
 	if s.LoopLoss != 0 || s.RecentLoopLoss != 0 || s.RecentLoopLatency <= 0 {
 		t.Fatalf("loops lost on loopback: %+v", s)
 	}
-	if got := testutil.ToFloat64(n.relays[0].home.pushed); got < 10 {
+	if got := testutil.ToFloat64(n.relays[0].home.m.pushed); got < 10 {
 		t.Fatalf("home pushed %v packets", got)
 	}
 }
@@ -264,22 +264,18 @@ func TestMalformedFramesFromTheHome(t *testing.T) {
 	push(home, trail)
 	eventually(t, 10*time.Second, "trailing bytes rejected", func() bool { return c.Stats().FramesRejected == 1 })
 
-	// A frame from a relay that is not the home: a first hop the client
-	// dialled can write on that connection.
+	// A frame from a node that is not the home. The client holds no other
+	// connection (it sends everything through the home), so only the
+	// receive path can be handed one.
 	if _, err := c.Send(ctx, ToMailbox(n.mboxes[0].id()), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	var first *transport.Host
-	eventually(t, 10*time.Second, "a first hop connected", func() bool {
-		for _, r := range n.relays {
-			if r.host != home && r.host.IsConnected(c.host.ID()) {
-				first = r.host
-				return true
-			}
+	for _, r := range n.relays {
+		if r.host != home && r.host.IsConnected(c.host.ID()) {
+			t.Fatalf("relay %v is connected to the client", r.id())
 		}
-		return false
-	})
-	push(first, junk)
+	}
+	c.handle(n.relays[1].host.ID(), junk)
 	eventually(t, 10*time.Second, "foreign frame rejected", func() bool { return c.Stats().FramesRejected == 2 })
 	select {
 	case r := <-c.Receive():

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -61,6 +62,27 @@ func FuzzUnpad(f *testing.F) {
 	})
 }
 
+// FuzzParseRegister: any bytes either parse as a registration request that
+// re-encodes to themselves, or are an error wrapping ErrRegister.
+func FuzzParseRegister(f *testing.F) {
+	f.Add(EncodeRegister(sphinx.NodeID{1}, HomeSecret{2}))
+	f.Add(EncodeRegister(sphinx.NodeID{1}, HomeSecret{}))
+	f.Add([]byte{1})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		home, s, err := ParseRegister(b)
+		if err != nil {
+			if !errors.Is(err, ErrRegister) {
+				t.Fatalf("error %v does not wrap ErrRegister", err)
+			}
+			return
+		}
+		if !bytes.Equal(EncodeRegister(home, s), b) {
+			t.Fatal("parsed request does not re-encode")
+		}
+	})
+}
+
 // FuzzViaSURB: any bytes either decode as a SURB destination or are an
 // error.
 func FuzzViaSURB(f *testing.F) {
@@ -97,7 +119,7 @@ func FuzzHandle(f *testing.F) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
 	c := &Client{format: format, store: store, m: newMetrics(nil), log: slog.New(slog.DiscardHandler), recv: make(chan Reply, 1), loops: map[sphinx.SURBID]pendingLoop{}, ctx: ctx}
-	c.home.Store(&home)
+	c.home.Store(&homeState{info: home, id: sphinx.NodeID(homeID)})
 
 	// A genuine reply as a seed: a SURB to a one-hop path, and the reply
 	// payload the home would push.

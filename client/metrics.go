@@ -9,6 +9,7 @@ type metrics struct {
 	real, cover, loops, loopsReturned, loopsLost prometheus.Counter
 	replies, repliesUnknown, repliesBad          prometheus.Counter
 	framesRejected, sendErrors, noRoute          prometheus.Counter
+	offline, homeChanges                         prometheus.Counter
 	loopSeconds                                  prometheus.Histogram
 }
 
@@ -26,14 +27,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		repliesUnknown: c("replies_unknown_total", "Replies to unknown or expired SURB ids, dropped."),
 		repliesBad:     c("replies_bad_total", "Replies that failed to decrypt, dropped."),
 		framesRejected: c("frames_rejected_total", "Frames not from the home relay or malformed, dropped."),
-		sendErrors:     c("send_errors_total", "Packets the link to the first hop could not take."),
+		sendErrors:     c("send_errors_total", "Packets the link to the home could not take."),
 		noRoute:        c("no_route_total", "Slots that found no route in the topology."),
+		offline:        c("offline_slots_total", "Slots that sent nothing because the link to the home was down."),
+		homeChanges:    c("home_changes_total", "Moves to another home after the home failed or left the topology."),
 		loopSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "strata_client_loop_seconds",
 			Help: "Round trip of returned loops.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.real, m.cover, m.loops, m.loopsReturned, m.loopsLost, m.replies, m.repliesUnknown,
-			m.repliesBad, m.framesRejected, m.sendErrors, m.noRoute, m.loopSeconds)
+			m.repliesBad, m.framesRejected, m.sendErrors, m.noRoute, m.offline, m.homeChanges, m.loopSeconds)
 	}
 	return m
 }
@@ -51,5 +54,6 @@ func (m *metrics) snapshot() Stats {
 		Replies: value(m.replies), RepliesUnknown: value(m.repliesUnknown),
 		RepliesBad: value(m.repliesBad), FramesRejected: value(m.framesRejected),
 		SendErrors: value(m.sendErrors), NoRoute: value(m.noRoute),
+		Offline: value(m.offline), HomeChanges: value(m.homeChanges),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,10 +35,17 @@ type testRelay struct {
 	relay *relay.Relay
 	home  *Home
 	db    *relay.ReplayDB
+	idk   ed25519.PrivateKey
 	mix   *sphinx.PrivateKey
 	pub   sphinx.PublicKey
 	info  pki.NodeInfo
 	inbox chan []byte // mailbox nodes: unpadded payloads received
+	// seen, if set, learns of every packet the node's transport hands it
+	// (the node's view of who sent what); entered maps a client's node id
+	// to a func learning when each of its entry frames arrived.
+	seen    atomic.Pointer[func(from transport.NodeID)]
+	entered sync.Map
+	stop    func() // closes this incarnation (restart)
 }
 
 func (r *testRelay) id() sphinx.NodeID { return sphinx.NodeID(r.host.ID()) }
@@ -49,6 +57,7 @@ type testNet struct {
 	mboxes  []*testRelay
 	top     atomic.Pointer[pki.Topology]
 	params  pki.Params
+	opts    netOptions
 	cleanup []func()
 }
 
@@ -58,12 +67,16 @@ type netOptions struct {
 	epoch                       uint64
 	meanDelay                   time.Duration
 	// sink makes every node a bare host that discards what it receives
-	// (benchmarks of the client's own cost).
+	// (benchmarks of the client's own cost); relays still run a Home,
+	// which forwards entry frames to the sinks.
 	sink bool
+	// entryRate is each Home's entry rate per client (HomeConfig.EntryRate):
+	// the tests run clients far above the network's rates.
+	entryRate float64
 }
 
 func defaultNet() netOptions {
-	return netOptions{layers: 3, width: 2, k: 2, mailboxes: 1, epoch: 1, meanDelay: 5 * time.Millisecond}
+	return netOptions{layers: 3, width: 2, k: 2, mailboxes: 1, epoch: 1, meanDelay: 5 * time.Millisecond, entryRate: 20000}
 }
 
 // startNet starts the network; Close stops it.
@@ -72,7 +85,7 @@ func startNet(o netOptions) (_ *testNet, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &testNet{format: f}
+	n := &testNet{format: f, opts: o}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -80,8 +93,14 @@ func startNet(o netOptions) (_ *testNet, err error) {
 	}()
 	delay := sphinx.DelayPolicy{Mean: o.meanDelay}
 	for i := range o.layers*o.width + o.mailboxes {
-		r, err := n.startNode(o.epoch, delay, i >= o.layers*o.width, o.sink)
-		if err != nil {
+		r := &testRelay{}
+		if r.mix, r.pub, err = sphinx.GenerateKey(rand.Reader); err != nil {
+			return nil, err
+		}
+		if r.idk, err = transport.GenerateIdentity(); err != nil {
+			return nil, err
+		}
+		if err := n.startNode(r, o.epoch, delay, i >= o.layers*o.width, o.sink, nil); err != nil {
 			return nil, err
 		}
 		if i < o.layers*o.width {
@@ -108,8 +127,19 @@ func startNet(o netOptions) (_ *testNet, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.top.Store(top)
+	n.setTopology(top)
 	return n, nil
+}
+
+// setTopology publishes top to the clients and the homes, as the PKI and
+// node do.
+func (n *testNet) setTopology(top *pki.Topology) {
+	n.top.Store(top)
+	for _, r := range n.relays {
+		if r.home != nil {
+			r.home.SetTopology(HomeEpochOf(top))
+		}
+	}
 }
 
 // topology builds the document of epoch listing relays and mailboxes,
@@ -146,25 +176,42 @@ func (n *testNet) topology(epoch uint64, relays, mboxes []*testRelay) (*pki.Topo
 	return pki.DecodeTopology(t.Encode())
 }
 
-// startNode starts a relay (with a Home) or a mailbox node.
-func (n *testNet) startNode(epoch uint64, delay sphinx.DelayPolicy, mailbox, sink bool) (*testRelay, error) {
-	r := &testRelay{}
+// startNode starts r (its keys set) as a relay (with a Home) or a mailbox
+// node, listening on listen (nil: a fresh loopback port).
+func (n *testNet) startNode(r *testRelay, epoch uint64, delay sphinx.DelayPolicy, mailbox, sink bool, listen []string) error {
+	if listen == nil {
+		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	var stops []func()
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			for i := len(stops) - 1; i >= 0; i-- {
+				stops[i]()
+			}
+		})
+	}
+	n.cleanup = append(n.cleanup, r.stop)
 	var err error
-	if r.mix, r.pub, err = sphinx.GenerateKey(rand.Reader); err != nil {
-		return nil, err
-	}
-	idk, err := transport.GenerateIdentity()
-	if err != nil {
-		return nil, err
-	}
 	var rl atomic.Pointer[relay.Relay]
 	var home atomic.Pointer[Home]
 	r.host, err = transport.New(context.Background(), transport.Config{
-		Identity: idk, PacketSize: n.format.Geometry().PacketSize(),
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, SendQueue: 4096,
+		Identity: r.idk, PacketSize: n.format.Geometry().PacketSize(),
+		ListenAddrs: listen, SendQueue: 4096,
 		Handler: func(from transport.NodeID, pkt []byte) {
+			if f := r.seen.Load(); f != nil {
+				(*f)(from)
+			}
 			if x := rl.Load(); x != nil {
 				x.HandlePacket(sphinx.NodeID(from), pkt)
+			}
+		},
+		Entry: func(from, next transport.NodeID, pkt []byte) {
+			if f, ok := r.entered.Load(from); ok {
+				f.(func(time.Time))(time.Now())
+			}
+			if h := home.Load(); h != nil {
+				h.Entry(from, next, pkt)
 			}
 		},
 		Connected: func(id transport.NodeID) {
@@ -179,25 +226,46 @@ func (n *testNet) startNode(epoch uint64, delay sphinx.DelayPolicy, mailbox, sin
 		},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	n.cleanup = append(n.cleanup, func() { r.host.Close() })
+	host := r.host
+	stops = append(stops, func() { host.Close() })
 	r.info = pki.NodeInfo{ID: r.id(), Addrs: r.host.Addrs(), MixKey: r.pub}
-	copy(r.info.IdentityKey[:], idk.Public().(ed25519.PublicKey))
+	copy(r.info.IdentityKey[:], r.idk.Public().(ed25519.PublicKey))
+	self := r.id()
+	inject := func(pkt []byte) error {
+		if x := rl.Load(); x != nil {
+			return x.Inject(pkt)
+		}
+		return relay.ErrBusy
+	}
+	if !mailbox {
+		ep := HomeEpoch{Epoch: epoch}
+		if top := n.top.Load(); top != nil {
+			ep = HomeEpochOf(top)
+		}
+		h, err := NewHome(HomeConfig{Host: r.host, Geometry: n.format.Geometry(), Epoch: ep, Inject: inject, EntryRate: n.opts.entryRate})
+		if err != nil {
+			return err
+		}
+		r.home = h
+		home.Store(h)
+	}
 	if sink {
-		return r, nil
+		return nil
 	}
 	dir, err := tempDir()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if r.db, err = relay.OpenReplayDB(dir, 1<<20); err != nil {
-		return nil, err
+		return err
 	}
-	n.cleanup = append(n.cleanup, func() { r.db.Close() })
+	db := r.db
+	stops = append(stops, func() { db.Close() })
 	keys, err := relay.NewKeyring(epoch, relay.EpochKey{Epoch: epoch, Key: r.mix})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	local := relay.Local{}
 	if mailbox {
@@ -213,28 +281,43 @@ func (n *testNet) startNode(epoch uint64, delay sphinx.DelayPolicy, mailbox, sin
 			}
 		}
 	} else {
-		r.home = NewHome(r.host, n.format.Geometry(), epoch, nil, nil)
-		home.Store(r.home)
 		local.Client = r.home.Deliver
 	}
-	self := r.id()
 	x, err := relay.New(relay.Config{
 		Format: n.format, Keys: keys, Delay: delay, Replay: r.db, Local: local, NoForward: mailbox,
 		Link: relay.LinkFunc(func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
 			if to == self {
 				return rl.Load().Inject(pkt)
 			}
-			return r.host.Send(ctx, transport.NodeID(to), pkt)
+			return host.Send(ctx, transport.NodeID(to), pkt)
 		}),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rl.Store(x)
 	r.relay = x
-	// Closed before the hosts and databases (cleanup runs in reverse).
-	n.cleanup = append(n.cleanup, func() { x.Close() })
-	return r, nil
+	// Closed before the host and database.
+	stops = append(stops, func() { x.Close() })
+	return nil
+}
+
+// restart stops relay r and starts it again with the same identity, mix
+// key and listen address, as a relay process restarted by its operator:
+// a fresh Home (no registrations) and a fresh replay database.
+func (n *testNet) restart(r *testRelay, down time.Duration) error {
+	addrs := r.host.Addrs()
+	epoch := n.Topology().Epoch
+	r.stop()
+	time.Sleep(down)
+	var listen []string
+	for _, a := range addrs {
+		if i := strings.Index(a, "/p2p/"); i >= 0 {
+			a = a[:i]
+		}
+		listen = append(listen, a)
+	}
+	return n.startNode(r, epoch, sphinx.DelayPolicy{Mean: n.opts.meanDelay}, false, n.opts.sink, listen)
 }
 
 // Close stops every node.

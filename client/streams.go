@@ -16,7 +16,9 @@ const loopGrace = 2 * time.Second
 // slot sends the packet of one Loopix slot: for the payload stream a
 // queued packet if there is one, else the Source's, else cover; a loop for
 // the loop stream; drop cover for the drop stream. Every packet has the
-// same size and leaves at the slot's time, whatever it carries.
+// same size and leaves at the slot's time, whatever it carries. While the
+// link to the home is down the slot sends nothing and takes nothing from
+// Send's queue: the packets wait for the link.
 func (c *Client) slot(s Slot) {
 	top := c.cfg.Topology()
 	if top == nil {
@@ -24,47 +26,50 @@ func (c *Client) slot(s Slot) {
 	}
 	c.epochChange(top)
 	c.expireLoops(s.Due)
+	if !c.linkUp.Load() {
+		c.m.offline.Inc()
+		return
+	}
 	real := false
+	var wire time.Time
 	switch s.Stream {
 	case PayloadStream:
-		real = c.sendPayload(top, s.Due)
+		real, wire = c.sendPayload(top, s.Due)
 	case LoopStream:
-		c.sendLoop(top)
+		wire = c.sendLoop(top)
 	case DropStream:
-		c.sendCover(top)
+		wire = c.sendCover(top)
 	}
 	if c.cfg.trace != nil {
-		c.cfg.trace(s, real)
+		c.cfg.trace(s, real, wire)
 	}
 }
 
 // sendPayload fills a payload slot: the oldest packet Send queued, else the
 // Source's, else cover. A real packet that cannot be built (no route, a
 // bad SURB) gives its slot to cover, so the slot is never empty on the
-// wire. It reports whether the packet was real.
-func (c *Client) sendPayload(top *pki.Topology, due time.Time) bool {
+// wire. It reports whether the packet was real, and when the link took it.
+func (c *Client) sendPayload(top *pki.Topology, due time.Time) (bool, time.Time) {
 	select {
 	case req := <-c.queue:
-		sent, err := c.sendReal(top, req.dest, req.payload)
+		sent, wire, err := c.sendReal(top, req.dest, req.payload)
 		req.done <- sendResult{sent, err}
 		if err == nil {
-			return true
+			return true, wire
 		}
-		c.sendCover(top)
-		return false
+		return false, c.sendCover(top)
 	default:
 	}
 	if box := c.source.Load(); box != nil {
 		if d, p, ok := box.s.Next(due); ok {
-			if _, err := c.sendReal(top, d, p); err == nil {
-				return true
+			if _, wire, err := c.sendReal(top, d, p); err == nil {
+				return true, wire
 			} else {
 				c.log.Debug("source packet not sent", "err", err)
 			}
 		}
 	}
-	c.sendCover(top)
-	return false
+	return false, c.sendCover(top)
 }
 
 // epochChange expires the SURB keys of dead epochs when the topology moves
@@ -73,12 +78,7 @@ func (c *Client) epochChange(top *pki.Topology) {
 	c.mu.Lock()
 	changed := top.Epoch != c.lastEpoch
 	c.lastEpoch = top.Epoch
-	fresh := top != c.lastTop
-	c.lastTop = top
 	c.mu.Unlock()
-	if fresh {
-		c.addFirstHops(top)
-	}
 	if changed && top.Epoch > 0 {
 		if n, err := c.store.Expire(top.Epoch - 1); err != nil {
 			c.log.Warn("expiring SURBs", "err", err)
@@ -88,101 +88,95 @@ func (c *Client) epochChange(top *pki.Topology) {
 	}
 }
 
-// addFirstHops makes the relays of the first stratum, where every packet
-// the client sends enters, reachable through the transport.
-func (c *Client) addFirstHops(top *pki.Topology) {
-	for _, r := range top.Relays {
-		if r.Layer != 0 {
-			continue
-		}
-		if err := c.host.AddPeer(transport.PeerInfo{PublicKey: r.IdentityKey[:], Addrs: r.Addrs}); err != nil {
-			c.log.Warn("first-hop relay rejected", "relay", r.ID, "err", err)
-		}
-	}
-}
-
-// sendReal sends a real packet.
-func (c *Client) sendReal(top *pki.Topology, d Destination, payload []byte) (Sent, error) {
+// sendReal sends a real packet; it returns when the link took it.
+func (c *Client) sendReal(top *pki.Topology, d Destination, payload []byte) (Sent, time.Time, error) {
 	if len(payload) > c.PayloadSize() {
-		return Sent{}, ErrTooLarge
+		return Sent{}, time.Time{}, ErrTooLarge
 	}
-	now := time.Now()
 	if d.surb != nil {
 		pkt, err := c.format.NewReply(d.surb, c.pad(payload))
 		if err != nil {
-			return Sent{}, err
+			return Sent{}, time.Time{}, err
 		}
-		if err := c.transmit(d.surb.FirstHop, pkt); err != nil {
-			return Sent{}, err
+		wire, err := c.transmit(d.surb.FirstHop, pkt)
+		if err != nil {
+			return Sent{}, time.Time{}, err
 		}
 		c.m.real.Inc()
-		return Sent{Route: []sphinx.NodeID{d.surb.FirstHop}}, nil
+		return Sent{Route: []sphinx.NodeID{d.surb.FirstHop}}, wire, nil
 	}
 	path, err := c.path(top, mailboxHop(d.mailbox))
 	if err != nil {
 		c.m.noRoute.Inc()
-		return Sent{}, err
+		return Sent{}, time.Time{}, err
 	}
 	pkt, route, err := c.format.NewPacket(rand.Reader, path, sphinx.DeliverToMailbox(), c.delay(top), c.pad(payload))
 	if err != nil {
-		return Sent{}, err
+		return Sent{}, time.Time{}, err
 	}
-	if err := c.transmit(path[0].ID, pkt); err != nil {
-		return Sent{}, err
+	wire, err := c.transmit(path[0].ID, pkt)
+	if err != nil {
+		return Sent{}, time.Time{}, err
 	}
 	c.m.real.Inc()
 	ids := make([]sphinx.NodeID, len(path))
 	for i, h := range path {
 		ids[i] = h.ID
 	}
-	return Sent{Expected: now.Add(route.Total), Route: ids}, nil
+	return Sent{Expected: wire.Add(route.Total), Route: ids}, wire, nil
 }
 
 // sendCover sends a drop cover packet through the strata to a random
-// mailbox.
-func (c *Client) sendCover(top *pki.Topology) {
+// mailbox; it returns when the link took it (zero if it did not).
+func (c *Client) sendCover(top *pki.Topology) time.Time {
 	path, err := c.path(top, c.coverHop)
 	if err != nil {
 		c.m.noRoute.Inc()
-		return
+		return time.Time{}
 	}
 	pkt, _, err := c.format.NewPacket(rand.Reader, path, sphinx.DropCover(), c.delay(top), nil)
 	if err != nil {
 		c.log.Warn("cover packet", "err", err)
-		return
+		return time.Time{}
 	}
-	if c.transmit(path[0].ID, pkt) == nil {
+	wire, err := c.transmit(path[0].ID, pkt)
+	if err == nil {
 		c.m.cover.Inc()
 	}
+	return wire
 }
 
 // sendLoop sends a loop through the strata back to this client's home,
-// which pushes it back down the client's connection.
-func (c *Client) sendLoop(top *pki.Topology) {
-	path, err := c.path(top, c.homeHop)
+// which pushes it back down the client's connection; it returns when the
+// link took it (zero if it did not).
+func (c *Client) sendLoop(top *pki.Topology) time.Time {
+	hs := c.home.Load()
+	path, err := c.path(top, homeHop(hs))
 	if err != nil {
 		c.m.noRoute.Inc()
-		return
+		return time.Time{}
 	}
 	var id sphinx.SURBID
 	rand.Read(id[:])
-	final := sphinx.DeliverToClient(HomeToken(c.self, c.Home(), top.Epoch), id)
+	final := sphinx.DeliverToClient(hs.secret.Token(top.Epoch), id)
 	pkt, route, err := c.format.NewPacket(rand.Reader, path, final, c.delay(top), nil)
 	if err != nil {
 		c.log.Warn("loop packet", "err", err)
-		return
+		return time.Time{}
 	}
 	now := time.Now()
 	c.mu.Lock()
 	c.loops[id] = pendingLoop{sent: now, due: now.Add(route.Total + loopGrace)}
 	c.mu.Unlock()
-	if err := c.transmit(path[0].ID, pkt); err != nil {
+	wire, err := c.transmit(path[0].ID, pkt)
+	if err != nil {
 		c.mu.Lock()
 		delete(c.loops, id)
 		c.mu.Unlock()
-		return
+		return time.Time{}
 	}
 	c.m.loops.Inc()
+	return wire
 }
 
 // expireLoops counts the loops overdue at now as lost.
@@ -198,23 +192,25 @@ func (c *Client) expireLoops(now time.Time) {
 	}
 }
 
-// transmit hands pkt to the link to the first hop without waiting: a slot
+// transmit hands pkt to the link to the home, as an entry frame asking it
+// to forward pkt to first, the route's first hop, without waiting: a slot
 // that cannot go out now is lost like a packet on a congested link, and
-// the schedule does not slip.
-func (c *Client) transmit(to sphinx.NodeID, pkt []byte) error {
-	if err := c.host.TrySend(transport.NodeID(to), pkt); err != nil {
+// the schedule does not slip. It returns when the link took the packet.
+func (c *Client) transmit(first sphinx.NodeID, pkt []byte) (time.Time, error) {
+	home := c.home.Load().id
+	if err := c.host.TrySendVia(transport.NodeID(home), transport.NodeID(first), pkt); err != nil {
 		c.m.sendErrors.Inc()
-		c.log.Debug("send", "to", to, "err", err)
-		return err
+		c.log.Debug("send", "home", home, "first", first, "err", err)
+		return time.Time{}, err
 	}
-	return nil
+	return time.Now(), nil
 }
 
 // handle takes a frame pushed by the home relay: a returning loop or a
 // reply to one of the client's SURBs.
 func (c *Client) handle(from transport.NodeID, frame []byte) {
 	home := c.home.Load()
-	if home == nil || from != transport.NodeIDFromPublicKey(home.PublicKey) {
+	if home == nil || sphinx.NodeID(from) != home.id {
 		c.m.framesRejected.Inc()
 		return
 	}
