@@ -230,18 +230,31 @@ func pruneMixKeys(dataDir string, keep uint64) error {
 	return nil
 }
 
-// view turns a verified topology into what a relay's cover traffic needs,
-// and adds its nodes to the host's peers.
-func view(top *pki.Topology, host *transport.Host, log *slog.Logger) *relay.View {
+// view turns a verified topology into what a relay's cover traffic and
+// routes need (relay.View).
+func view(top *pki.Topology) *relay.View {
 	keys := make(map[sphinx.NodeID]sphinx.PublicKey, len(top.Relays)+len(top.Mailboxes))
+	mailboxes := make([]sphinx.NodeID, 0, len(top.Mailboxes))
+	for _, r := range top.Relays {
+		keys[r.ID] = r.MixKey
+	}
+	for _, mb := range top.Mailboxes {
+		keys[mb.ID] = mb.MixKey
+		mailboxes = append(mailboxes, mb.ID)
+	}
+	return &relay.View{
+		Epoch: top.Epoch, Graph: top.Graph(), Mailboxes: mailboxes, MixKeys: keys,
+		Delay: sphinx.DelayPolicy{Mean: top.Params.MeanDelay}, LoopRate: top.Params.LambdaM,
+	}
+}
+
+// topologyPeers returns the transport addresses of a topology's relays and
+// mailbox nodes. Which of them a node adds to its send pool is routing's
+// decision: only those its routes let it send to.
+func topologyPeers(top *pki.Topology) map[sphinx.NodeID]transport.PeerInfo {
+	out := make(map[sphinx.NodeID]transport.PeerInfo, len(top.Relays)+len(top.Mailboxes))
 	add := func(n pki.NodeInfo) {
-		keys[n.ID] = n.MixKey
-		if n.ID == sphinx.NodeID(host.ID()) {
-			return
-		}
-		if err := host.AddPeer(transport.PeerInfo{PublicKey: n.IdentityKey[:], Addrs: n.Addrs}); err != nil {
-			log.Warn("topology peer rejected", "node", n.ID, "err", err)
-		}
+		out[n.ID] = transport.PeerInfo{PublicKey: n.IdentityKey[:], Addrs: n.Addrs}
 	}
 	for _, r := range top.Relays {
 		add(r.NodeInfo)
@@ -249,10 +262,14 @@ func view(top *pki.Topology, host *transport.Host, log *slog.Logger) *relay.View
 	for _, mb := range top.Mailboxes {
 		add(mb)
 	}
-	return &relay.View{
-		Epoch: top.Epoch, Graph: top.Graph(), MixKeys: keys,
-		Delay: sphinx.DelayPolicy{Mean: top.Params.MeanDelay}, LoopRate: top.Params.LambdaM,
-	}
+	return out
+}
+
+// Topology returns the verified topology of epoch (a relay that starts
+// during an epoch's grace period reads the previous epoch's, to judge the
+// packets still in flight under its keys).
+func (m *Membership) Topology(ctx context.Context, epoch uint64) (*pki.Topology, error) {
+	return m.verify.Topology(ctx, epoch)
 }
 
 // parseHex32 decodes 64 hex digits.
