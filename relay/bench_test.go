@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/strata-mix/strata/pki"
 	"github.com/strata-mix/strata/sphinx"
 	"github.com/strata-mix/strata/transport"
 )
@@ -37,8 +38,10 @@ func makePackets(b *testing.B, f *sphinx.Format, path []sphinx.Hop, n int) [][]b
 
 // benchChain pushes b.N packets from a sender through the relays to a sink
 // host, all real libp2p hosts on loopback, with zero delays, and reports
-// packets per second end to end.
-func benchChain(b *testing.B, relays int) {
+// packets per second end to end. With routes, each relay enforces the
+// restricted routes of an epoch whose strata are the sender, each relay
+// and the sink, one node a stratum.
+func benchChain(b *testing.B, relays int, routes bool) {
 	f, err := sphinx.NewFormat(sphinx.DefaultGeometry())
 	if err != nil {
 		b.Fatal(err)
@@ -50,13 +53,30 @@ func benchChain(b *testing.B, relays int) {
 	hosts := []*transport.Host{sink}
 	path := make([]sphinx.Hop, 0, relays+1)
 	for i := range nodes {
-		nodes[i] = newNode(b, f, sphinx.DelayPolicy{}, Local{})
+		if routes {
+			nodes[i] = newRoutedNode(b, f, sphinx.DelayPolicy{}, Local{}, false, 4096)
+		} else {
+			nodes[i] = newNode(b, f, sphinx.DelayPolicy{}, Local{})
+		}
 		hosts = append(hosts, nodes[i].host)
 		path = append(path, nodes[i].hop())
 	}
 	path = append(path, sphinx.Hop{ID: sphinx.NodeID(sink.ID()), Key: sinkKey})
 	sender := newHost(b, nil)
 	link(b, append(hosts, sender)...)
+	if routes {
+		layers := [][]sphinx.NodeID{{hostID(sender)}}
+		for _, h := range path {
+			layers = append(layers, []sphinx.NodeID{h.ID})
+		}
+		g, err := pki.NewGraphFromLayers(layers, pki.DefaultSuccessors, [32]byte{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range nodes {
+			n.routes.Set(&View{Epoch: 1, Graph: g})
+		}
+	}
 	// Warm the connections up.
 	for _, p := range makePackets(b, f, path, 10) {
 		sender.Send(context.Background(), transport.NodeID(path[0].ID), p)
@@ -69,7 +89,9 @@ func benchChain(b *testing.B, relays int) {
 	dropped := func() float64 {
 		var d float64
 		for _, n := range nodes {
-			d += testutil.ToFloat64(n.relay.Load().m.dropped.WithLabelValues(reasonSend))
+			for _, r := range allReasons {
+				d += testutil.ToFloat64(n.relay.Load().m.dropped.WithLabelValues(r))
+			}
 		}
 		return d
 	}
@@ -91,9 +113,16 @@ func benchChain(b *testing.B, relays int) {
 }
 
 // BenchmarkRelay: one relay between a sender and a sink over real libp2p
-// connections, delays 0 (target ≥ 15,000 pkt/s).
-func BenchmarkRelay(b *testing.B) { benchChain(b, 1) }
+// connections, delays 0, routes enforced (target ≥ 15,000 pkt/s), and
+// without route checks for comparison.
+func BenchmarkRelay(b *testing.B) {
+	b.Run("routes", func(b *testing.B) { benchChain(b, 1, true) })
+	b.Run("no-routes", func(b *testing.B) { benchChain(b, 1, false) })
+}
 
-// BenchmarkRelayChain: a 3-relay chain in one process, delays 0 (target
-// ≥ 8,000 pkt/s end to end).
-func BenchmarkRelayChain(b *testing.B) { benchChain(b, 3) }
+// BenchmarkRelayChain: a 3-relay chain in one process, delays 0, routes
+// enforced (target ≥ 8,000 pkt/s end to end), and without for comparison.
+func BenchmarkRelayChain(b *testing.B) {
+	b.Run("routes", func(b *testing.B) { benchChain(b, 3, true) })
+	b.Run("no-routes", func(b *testing.B) { benchChain(b, 3, false) })
+}
