@@ -42,6 +42,15 @@ type MailboxConfig struct {
 	// EpochLength (default 1h).
 	MaxRate     int    `toml:"max_rate"`
 	EpochLength string `toml:"epoch_length"`
+	// AllowNoise also offers and accepts libp2p Noise (X25519) on TCP
+	// links, after TLS 1.3. Default false: links use only TLS 1.3 (TCP)
+	// and QUIC, both with the hybrid post-quantum X25519MLKEM768 key
+	// exchange. Noise is classical, and libp2p picks the security protocol
+	// in the clear, so with it enabled an on-path attacker can downgrade
+	// this node's links to peers that also allow Noise to classical X25519,
+	// which a future quantum computer breaks (A11, P10). Enable only to
+	// reach peers that cannot speak TLS.
+	AllowNoise bool `toml:"allow_classical_noise"`
 }
 
 // LoadMailboxConfig reads a mailbox node's config file; unknown keys are
@@ -128,6 +137,7 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 				rr.HandlePacket(sphinx.NodeID(from), pkt)
 			}
 		},
+		Security:   transport.NodeSecurity(cfg.AllowNoise),
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -148,6 +158,10 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	}
 	var epoch atomic.Uint64
 	epoch.Store(top.Epoch)
+	// The mailbox node's routes: DeliverMailbox and Drop packets only from
+	// last-stratum relays, nothing forwarded; its pool: the first stratum.
+	rt := newRouting(host, log)
+	rt.startChain(ctx, member, top)
 	keys, err := member.Keys(top.Epoch)
 	if err != nil {
 		return err
@@ -156,19 +170,34 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
+	// The node sends only into the first stratum of the current or
+	// previous epoch, and never waits on a link: replies and its loop
+	// cover leave through mb's one send path (mailbox/send.go).
+	var firstHops mailbox.FirstHops
+	if g := top.Graph(); g != nil && len(g.Layers) > 0 {
+		firstHops.Set(top.Epoch, g.Layers[0])
+	}
 	mb, err := mailbox.NewNode(mailbox.NodeConfig{
 		Store: store, Format: format, Epoch: epoch.Load, Registerer: reg, Logger: log,
-		Send: func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
-			return host.Send(ctx, transport.NodeID(to), pkt)
+		FirstHop: firstHops.Allowed,
+		Send: func(_ context.Context, to sphinx.NodeID, pkt []byte) error {
+			return host.TrySend(transport.NodeID(to), pkt)
 		},
 	})
+	if err != nil {
+		return err
+	}
+	// Loop cover at the network's λM, as a relay sends (docs/mailbox.md):
+	// at the first stratum the node's replies hide among its loops.
+	var current atomic.Pointer[relay.View]
+	cover, err := relay.NewCover(format, sphinx.Hop{ID: sphinx.NodeID(host.ID()), Key: keys[0].Key.Public()}, current.Load, mb.SendCover, reg)
 	if err != nil {
 		return err
 	}
 	rl, err := relay.New(relay.Config{
 		Format: format, Keys: keyring, Delay: sphinx.DelayPolicy{Mean: top.Params.MeanDelay},
 		Link:   relay.LinkFunc(func(context.Context, sphinx.NodeID, []byte) error { return errors.New("mailbox nodes do not forward") }),
-		Replay: db, NoForward: true, Local: relay.Local{Mailbox: mb.Handle},
+		Replay: db, NoForward: true, Routes: rt.routes, Local: relay.Local{Mailbox: mb.Handle, Loop: cover.Returned},
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -185,12 +214,18 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	}
 	log.Info("mailbox up", "id", sphinx.NodeID(host.ID()), "addrs", host.Addrs(), "epoch", top.Epoch)
 	go func() { _ = mb.Run(ctx) }()
+	go func() { _ = cover.Run(ctx) }()
 
-	// Follow the epochs: keys, replay DB, SURB stock, peers to answer to.
-	followChain(ctx, member, rl, host, log, func(top *pki.Topology, _ *relay.View, newEpoch bool) {
+	// Follow the epochs: keys, replay DB, SURB stock, the first stratum to
+	// send into, the loops' view, peers to answer to.
+	followChain(ctx, member, rl, rt, log, func(top *pki.Topology, v *relay.View, newEpoch bool) {
 		if newEpoch {
 			epoch.Store(top.Epoch)
 		}
+		if v.Graph != nil && len(v.Graph.Layers) > 0 {
+			firstHops.Set(top.Epoch, v.Graph.Layers[0])
+		}
+		current.Store(v)
 	})
 	return nil
 }
