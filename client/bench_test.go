@@ -37,7 +37,7 @@ func benchClient(b *testing.B, n *testNet, rates Rates, trace func(Slot, bool, t
 }
 
 // BenchmarkCoverPacket is the cost of one drop cover packet: a route,
-// the Sphinx packet (4 hops), the hand-off to the first hop's link.
+// the Sphinx packet (4 hops), the hand-off to the home's link.
 func BenchmarkCoverPacket(b *testing.B) {
 	o := defaultNet()
 	o.sink = true

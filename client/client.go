@@ -210,7 +210,6 @@ type Client struct {
 	recent    [recentLoops]loopOutcome
 	recentN   int // outcomes recorded, ever
 	lastEpoch uint64
-	lastTop   *pki.Topology
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -45,7 +45,8 @@ type testRelay struct {
 	// to a func learning when each of its entry frames arrived.
 	seen    atomic.Pointer[func(from transport.NodeID)]
 	entered sync.Map
-	stop    func() // closes this incarnation (restart)
+	stop    func()   // closes this incarnation (restart)
+	listen  []string // the addresses it listens on, without /p2p/
 }
 
 func (r *testRelay) id() sphinx.NodeID { return sphinx.NodeID(r.host.ID()) }
@@ -230,6 +231,13 @@ func (n *testNet) startNode(r *testRelay, epoch uint64, delay sphinx.DelayPolicy
 	}
 	host := r.host
 	stops = append(stops, func() { host.Close() })
+	r.listen = nil
+	for _, a := range host.Addrs() {
+		if i := strings.Index(a, "/p2p/"); i >= 0 {
+			a = a[:i]
+		}
+		r.listen = append(r.listen, a)
+	}
 	r.info = pki.NodeInfo{ID: r.id(), Addrs: r.host.Addrs(), MixKey: r.pub}
 	copy(r.info.IdentityKey[:], r.idk.Public().(ed25519.PublicKey))
 	self := r.id()
@@ -302,22 +310,25 @@ func (n *testNet) startNode(r *testRelay, epoch uint64, delay sphinx.DelayPolicy
 	return nil
 }
 
-// restart stops relay r and starts it again with the same identity, mix
-// key and listen address, as a relay process restarted by its operator:
-// a fresh Home (no registrations) and a fresh replay database.
+// restart stops relay r (if it is still up) and starts it again after
+// down with the same identity, mix key and listen address, as a relay
+// process restarted by its operator: a fresh Home (no registrations) and
+// a fresh replay database.
 func (n *testNet) restart(r *testRelay, down time.Duration) error {
-	addrs := r.host.Addrs()
-	epoch := n.Topology().Epoch
 	r.stop()
 	time.Sleep(down)
-	var listen []string
-	for _, a := range addrs {
-		if i := strings.Index(a, "/p2p/"); i >= 0 {
-			a = a[:i]
-		}
-		listen = append(listen, a)
+	if err := n.startNode(r, n.Topology().Epoch, sphinx.DelayPolicy{Mean: n.opts.meanDelay}, false, n.opts.sink, r.listen); err != nil {
+		return err
 	}
-	return n.startNode(r, epoch, sphinx.DelayPolicy{Mean: n.opts.meanDelay}, false, n.opts.sink, listen)
+	// Its send pool, from the topology, as node's routing fills it.
+	for _, o := range append(slices.Clone(n.relays), n.mboxes...) {
+		if o != r {
+			if err := r.host.AddPeer(transport.PeerInfo{PublicKey: o.info.IdentityKey[:], Addrs: o.host.Addrs()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Close stops every node.
