@@ -28,11 +28,11 @@ import (
 //
 //	batch = count (4, big-endian, 1 … maxLogBatch) ‖ CRC-32C of the prefixes (4) ‖ count × prefix (8)
 //
-// Start-up streams each log through a buffer of one batch at most. A batch
+// Start-up streams each log through a read buffer and one batch. A batch
 // torn by a crash fails its CRC or length and is cut off, with everything
 // after it; the tags in it were never acknowledged, so their packets were
-// never forwarded. A new log is acknowledged only once the directory entry
-// is fsynced too. Epochs older than the previous one are deleted by
+// never forwarded. A commit to a new log is acknowledged only once the
+// log's directory entry is fsynced too. Epochs older than the previous one are deleted by
 // Rotate. The DB refuses (ErrReplayFull) to grow past maxEntries rather
 // than forget or panic.
 //
