@@ -58,6 +58,15 @@ type RelayConfig struct {
 	// lossy network for demonstrations and tests (strata testnet --loss).
 	// Never set it on a real relay.
 	InjectLoss float64 `toml:"inject_loss"`
+	// AllowNoise also offers and accepts libp2p Noise (X25519) on TCP
+	// links, after TLS 1.3. Default false: links use only TLS 1.3 (TCP)
+	// and QUIC, both with the hybrid post-quantum X25519MLKEM768 key
+	// exchange. Noise is classical, and libp2p picks the security protocol
+	// in the clear, so with it enabled an on-path attacker can downgrade
+	// this node's links to peers that also allow Noise to classical X25519,
+	// which a future quantum computer breaks (A11, P10). Enable only to
+	// reach peers that cannot speak TLS.
+	AllowNoise bool `toml:"allow_classical_noise"`
 }
 
 // LoadRelayConfig reads a relay config file; unknown keys are errors.
@@ -196,6 +205,14 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 				h.Disconnected(id)
 			}
 		},
+		// Clients send every packet through their home, which forwards
+		// it into the first stratum (client.Home.Entry).
+		Entry: func(from, next transport.NodeID, pkt []byte) {
+			if h := home.Load(); h != nil {
+				h.Entry(from, next, pkt)
+			}
+		},
+		Security:   transport.NodeSecurity(cfg.AllowNoise),
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -203,6 +220,9 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	}
 	defer host.Close()
 	self := sphinx.NodeID(host.ID())
+	// The restricted routes of the epochs held, and the send pool they
+	// allow (node/routes.go).
+	rt := newRouting(host, log)
 
 	// The epoch source: the chain or the file.
 	var (
@@ -210,6 +230,7 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		epoch  uint64
 		delay  sphinx.DelayPolicy
 		keys   []relay.EpochKey
+		homeAt client.HomeEpoch // what the home needs of the first topology
 	)
 	if cfg.Chain != nil {
 		member, err = StartMembership(ctx, MembershipConfig{
@@ -230,8 +251,11 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		if keys, err = member.Keys(epoch); err != nil {
 			return err
 		}
+		rt.startChain(ctx, member, top)
+		homeAt = client.HomeEpochOf(top)
 	} else {
-		addPeers(host, static, log)
+		homeAt = homeEpochOfView(static.View)
+		rt.update(static.View, staticPeers(static))
 		epoch, delay = static.Number, static.Delay
 		if keys, err = epochKeys(cfg.DataDir, epoch); err != nil {
 			return err
@@ -244,7 +268,17 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hm := client.NewHome(host, format.Geometry(), epoch, reg, log)
+	injectSelf := func(pkt []byte) error {
+		if rr := r.Load(); rr != nil {
+			return rr.Inject(pkt)
+		}
+		return relay.ErrBusy
+	}
+	hm, err := client.NewHome(client.HomeConfig{Host: host, Geometry: format.Geometry(), Epoch: homeAt,
+		Inject: injectSelf, Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
 	home.Store(hm)
 
 	var current atomic.Pointer[relay.View]
@@ -252,22 +286,15 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		current.Store(static.View)
 	}
 	// A loop may pass through this relay's own stratum: packets to self
-	// stay in the process.
-	link := relay.LinkFunc(func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
-		if to == self {
-			if rr := r.Load(); rr != nil {
-				return rr.Inject(pkt)
-			}
-			return relay.ErrBusy
-		}
-		return host.Send(ctx, transport.NodeID(to), pkt)
-	})
+	// stay in the process. The link never waits and sends only where the
+	// routes allow.
+	link := relayLink(self, rt.routes, host, injectSelf)
 	cover, err := relay.NewCover(format, sphinx.Hop{ID: self, Key: keys[0].Key.Public()}, current.Load, link.Send, reg)
 	if err != nil {
 		return err
 	}
 	rl, err := relay.New(relay.Config{
-		Format: format, Keys: keyring, Delay: delay, Link: link, Replay: db,
+		Format: format, Keys: keyring, Delay: delay, Link: link, Replay: db, Routes: rt.routes,
 		SchedulerCapacity: cfg.SchedulerCapacity, Local: relay.Local{Loop: cover.Returned, Client: hm.Deliver},
 		Registerer: reg, Logger: log,
 	})
@@ -287,29 +314,28 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	log.Info("relay up", "id", self, "addrs", host.Addrs(), "epoch", epoch)
 	go cover.Run(ctx)
 	if member != nil {
-		followChain(ctx, member, rl, host, log, func(top *pki.Topology, v *relay.View, newEpoch bool) {
-			if newEpoch {
-				hm.SetEpoch(top.Epoch)
-			}
+		followChain(ctx, member, rl, rt, log, func(top *pki.Topology, v *relay.View, newEpoch bool) {
+			hm.SetTopology(client.HomeEpochOf(top))
 			current.Store(v)
 		})
 		return nil
 	}
-	watchTopology(ctx, cfg, &current, rl, hm, host, log)
+	watchTopology(ctx, cfg, &current, rl, hm, rt, log)
 	return nil
 }
 
 // followChain switches the node's pipeline to each verified topology the
-// chain publishes until ctx ends: new peers and, at an epoch change, the
-// epoch's mix keys (the replay database rotates with them). Then it calls
-// update, if not nil, with the topology, its view, and whether the
-// pipeline just moved to a new epoch.
-func followChain(ctx context.Context, m *Membership, rl *relay.Relay, host *transport.Host, log *slog.Logger, update func(top *pki.Topology, v *relay.View, newEpoch bool)) {
+// chain publishes until ctx ends: its routes and send pool (rt) and, at an
+// epoch change, the epoch's mix keys (the replay database rotates with
+// them). Then it calls update, if not nil, with the topology, its view,
+// and whether the pipeline just moved to a new epoch.
+func followChain(ctx context.Context, m *Membership, rl *relay.Relay, rt *routing, log *slog.Logger, update func(top *pki.Topology, v *relay.View, newEpoch bool)) {
 	epoch := ^uint64(0)
 	for {
 		top, changed := m.Current()
 		if top != nil {
-			v := view(top, host, log)
+			v := view(top)
+			rt.update(v, topologyPeers(top))
 			newEpoch := false
 			if top.Epoch != epoch {
 				keys, err := m.Keys(top.Epoch)
@@ -351,20 +377,9 @@ func epochKeys(dataDir string, epoch uint64) ([]relay.EpochKey, error) {
 	return keys, nil
 }
 
-func addPeers(host *transport.Host, e *Epoch, log *slog.Logger) {
-	for _, p := range e.Peers {
-		if transport.NodeIDFromPublicKey(p.PublicKey) == host.ID() {
-			continue
-		}
-		if err := host.AddPeer(p); err != nil {
-			log.Warn("topology peer rejected", "err", err)
-		}
-	}
-}
-
 // watchTopology re-reads the topology file until ctx ends and switches the
 // relay to each new epoch it announces.
-func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointer[relay.View], rl *relay.Relay, hm *client.Home, host *transport.Host, log *slog.Logger) {
+func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointer[relay.View], rl *relay.Relay, hm *client.Home, rt *routing, log *slog.Logger) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	var lastMod time.Time
@@ -384,7 +399,6 @@ func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointe
 			log.Warn("topology reload", "err", err)
 			continue
 		}
-		addPeers(host, next, log)
 		if next.Number != current.Load().Epoch {
 			keys, err := epochKeys(cfg.DataDir, next.Number)
 			if err != nil {
@@ -395,11 +409,23 @@ func watchTopology(ctx context.Context, cfg *RelayConfig, current *atomic.Pointe
 				log.Warn("epoch change", "err", err)
 				continue
 			}
-			hm.SetEpoch(next.Number)
 			log.Info("epoch change", "epoch", next.Number)
 		}
+		hm.SetTopology(homeEpochOfView(next.View))
+		rt.update(next.View, staticPeers(next))
 		current.Store(next.View)
 	}
+}
+
+// homeEpochOfView is what the home needs of a static topology: its first
+// stratum, and the default client rates (a topology file names none).
+func homeEpochOfView(v *relay.View) client.HomeEpoch {
+	p := pki.DefaultParams()
+	e := client.HomeEpoch{Epoch: v.Epoch, Rates: client.Rates{Payload: p.LambdaP, Loop: p.LambdaL, Drop: p.LambdaD}}
+	if v.Graph != nil && len(v.Graph.Layers) > 0 {
+		e.FirstStratum = v.Graph.Layers[0]
+	}
+	return e
 }
 
 // serveMetrics serves reg at /metrics on ln, or if it is nil on addr.
