@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -89,6 +90,42 @@ func waitTopology(ctx context.Context, t *testing.T, v *Verifier, epoch uint64, 
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("no acceptable topology for epoch %d within %v (last error: %v)", epoch, within, last)
+	return nil
+}
+
+// waitCurrentTopology is waitTopology for whichever epoch is current at
+// each poll: on a loaded machine admission may miss the epoch a test
+// started in, and the next epoch's topology holds the admitted nodes.
+func waitCurrentTopology(ctx context.Context, t *testing.T, v *Verifier, within time.Duration, ok func(*Topology) bool) *Topology {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last error
+	seen := ""
+	for time.Now().Before(deadline) {
+		info, err := v.Epoch(ctx)
+		var top *Topology
+		if err == nil && info.Open {
+			top, err = v.Topology(ctx, info.Epoch)
+		}
+		// What was seen goes to the log when it changes, to tell a slow
+		// admission from a lost one.
+		now := fmt.Sprintf("epoch %d open %v: err %v", info.Epoch, info.Open, err)
+		if top != nil {
+			now = fmt.Sprintf("epoch %d: %d relays", info.Epoch, len(top.Relays))
+		}
+		if now != seen {
+			t.Logf("%s", now)
+			seen = now
+		}
+		if top != nil && ok(top) {
+			return top
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no acceptable topology of the current epoch within %v (last error: %v)", within, last)
 	return nil
 }
 

@@ -78,7 +78,7 @@ func TestFourValidatorsKeepGoingWithOneStopped(t *testing.T) {
 	relays := keysOf("net-relay", 3)
 	startNodes(ctx, t, nodes[0].RPC(), relays, RoleRelay)
 	v := newVerifier(ctx, t, nodes[1].RPC(), nodes[0].RPC(), nodes[2].RPC())
-	top := waitTopology(ctx, t, v, 0, 30*time.Second, func(top *Topology) bool { return len(top.Relays) == 3 })
+	top := waitCurrentTopology(ctx, t, v, 30*time.Second, func(top *Topology) bool { return len(top.Relays) == 3 })
 	// Each relay was attested by all three running validators in the
 	// last epoch it was seen. Attestations of past epochs are pruned, so
 	// on a slow machine the epoch may turn between the two reads: retry.
