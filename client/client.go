@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-mix/strata/pki"
@@ -368,15 +367,15 @@ func (c *Client) SetHome(ctx context.Context, home transport.PeerInfo) error {
 	return nil
 }
 
-// connectHome dials hs (bypassing the dial backoff a failed dial left
-// behind, since the home coming back is what the client waits for) and
-// registers the client's secret with it.
+// connectHome dials hs (Host.Connect bypasses the dial backoff a failed
+// dial left behind, since the home coming back is what the client waits
+// for) and registers the client's secret with it.
 func (c *Client) connectHome(ctx context.Context, hs *homeState) error {
 	to := transport.NodeID(hs.id)
 	if err := c.host.AddPeer(hs.info); err != nil {
 		return fmt.Errorf("client: home: %w", err)
 	}
-	if err := c.host.Connect(network.WithForceDirectDial(ctx, "strata home"), to); err != nil {
+	if err := c.host.Connect(ctx, to); err != nil {
 		return fmt.Errorf("client: connecting to home %v: %w", hs.id, err)
 	}
 	resp, err := c.host.Request(ctx, to, RegisterProtocol, EncodeRegister(hs.id, hs.secret))

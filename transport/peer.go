@@ -111,12 +111,15 @@ func (h *Host) RemovePeer(id NodeID) {
 
 // Connect dials a node added with AddPeer unless a connection exists, and
 // waits until the connection is up. Clients use it to hold the connection to
-// their home relay on which the relay pushes packets back.
+// their home relay on which the relay pushes packets back. The caller's
+// retries are the backoff: libp2p's own dial backoff, which would hold a
+// restarted peer off for seconds after a failed dial, is bypassed.
 func (h *Host) Connect(ctx context.Context, id NodeID) error {
 	pid, err := h.peerID(id)
 	if err != nil {
 		return err
 	}
+	ctx = network.WithForceDirectDial(ctx, "strata connect")
 	if err := h.host.Connect(ctx, peer.AddrInfo{ID: pid}); err != nil {
 		return fmt.Errorf("transport: connect to %v: %w", id, err)
 	}
