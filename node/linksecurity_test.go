@@ -3,10 +3,6 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,48 +14,13 @@ import (
 // cannot connect to one, while a default (TLS 1.3) host connects with
 // X25519MLKEM768 (P10 against A11).
 func TestRelayRefusesNoiseOnlyPeers(t *testing.T) {
-	dir := t.TempDir()
-	topo := StaticTopology{Epoch: 1, DelayMean: "5ms", LoopRate: 5, Successors: 8}
-	var configs []*RelayConfig
-	var addrs []string
-	for i := range 3 {
-		rd := filepath.Join(dir, fmt.Sprintf("relay%d", i))
-		addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
-		entry, err := Keygen(rd+".key", rd, 1, 2, []string{addr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		topo.Nodes = append(topo.Nodes, *entry)
-		topo.Layers = append(topo.Layers, []string{entry.ID})
-		addrs = append(addrs, addr)
-		configs = append(configs, &RelayConfig{Identity: rd + ".key", DataDir: rd, Listen: []string{addr},
-			Topology: filepath.Join(dir, "topology.json"), EpochLength: "1m", MaxRate: 1000})
-	}
-	b, _ := json.MarshalIndent(topo, "", " ")
-	if err := os.WriteFile(filepath.Join(dir, "topology.json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, len(configs))
-	for _, c := range configs {
-		if err := c.check(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { done <- RunRelay(ctx, c, nil) }()
-	}
-	defer func() {
-		cancel()
-		for range configs {
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}
-	}()
-	key, err := transport.LoadIdentity(configs[0].Identity)
+	relays := runStaticRelays(t, 3, 5)
+	ctx := t.Context()
+	key, err := transport.LoadIdentity(relays[0].cfg.Identity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	relayInfo := transport.PeerInfo{PublicKey: key.Public().(ed25519.PublicKey), Addrs: []string{addrs[0]}}
+	relayInfo := transport.PeerInfo{PublicKey: key.Public().(ed25519.PublicKey), Addrs: []string{relays[0].addr}}
 	start := func(sec []transport.Security) *transport.Host {
 		id, err := transport.GenerateIdentity()
 		if err != nil {

@@ -41,16 +41,23 @@ func scrape(url, name string) (float64, error) {
 	return strconv.ParseFloat(string(m[1]), 64)
 }
 
-// TestRelaysFromConfigFiles runs three relays the way `strata relay` does —
-// keys from `strata keygen`, a topology file, a TOML config each — and
-// checks that their loop cover traffic goes round the three strata and
-// comes back, as their metrics endpoints report.
-func TestRelaysFromConfigFiles(t *testing.T) {
+// staticRelay is one relay run by runStaticRelays.
+type staticRelay struct {
+	cfg     *RelayConfig
+	addr    string // its TCP multiaddr
+	metrics string // its metrics URL
+}
+
+// runStaticRelays runs n relays the way `strata relay` does — keys from
+// `strata keygen`, a topology file with one relay a stratum (5 ms mean
+// delay, loops at loopRate), a config each with a metrics endpoint — until
+// the test ends, and fails the test if one of them returns an error.
+func runStaticRelays(t *testing.T, n int, loopRate float64) []staticRelay {
+	t.Helper()
 	dir := t.TempDir()
-	topo := StaticTopology{Epoch: 1, DelayMean: "5ms", LoopRate: 20, Successors: 8}
-	var configs []*RelayConfig
-	var metrics []string
-	for i := range 3 {
+	topo := StaticTopology{Epoch: 1, DelayMean: "5ms", LoopRate: loopRate, Successors: 8}
+	relays := make([]staticRelay, n)
+	for i := range relays {
 		rd := filepath.Join(dir, fmt.Sprintf("relay%d", i))
 		addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
 		entry, err := Keygen(rd+".key", rd, 1, 2, []string{addr})
@@ -60,34 +67,42 @@ func TestRelaysFromConfigFiles(t *testing.T) {
 		topo.Nodes = append(topo.Nodes, *entry)
 		topo.Layers = append(topo.Layers, []string{entry.ID})
 		m := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		metrics = append(metrics, "http://"+m+"/metrics")
-		configs = append(configs, &RelayConfig{Identity: rd + ".key", DataDir: rd, Listen: []string{addr},
-			Metrics: m, Topology: filepath.Join(dir, "topology.json"), EpochLength: "1m", MaxRate: 1000})
+		relays[i] = staticRelay{addr: addr, metrics: "http://" + m + "/metrics", cfg: &RelayConfig{
+			Identity: rd + ".key", DataDir: rd, Listen: []string{addr}, Metrics: m,
+			Topology: filepath.Join(dir, "topology.json"), EpochLength: "1m", MaxRate: 1000}}
 	}
 	b, _ := json.MarshalIndent(topo, "", " ")
 	if err := os.WriteFile(filepath.Join(dir, "topology.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, len(configs))
-	for _, c := range configs {
-		if err := c.check(); err != nil {
+	done := make(chan error, n)
+	for _, r := range relays {
+		if err := r.cfg.check(); err != nil {
 			t.Fatal(err)
 		}
-		go func() { done <- RunRelay(ctx, c, nil) }()
+		go func() { done <- RunRelay(ctx, r.cfg, nil) }()
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
-		for range configs {
+		for range relays {
 			if err := <-done; err != nil {
 				t.Error(err)
 			}
 		}
-	}()
+	})
+	return relays
+}
+
+// TestRelaysFromConfigFiles runs three relays the way `strata relay` does
+// and checks that their loop cover traffic goes round the three strata and
+// comes back, as their metrics endpoints report.
+func TestRelaysFromConfigFiles(t *testing.T) {
+	relays := runStaticRelays(t, 3, 20)
 	deadline := time.Now().Add(20 * time.Second)
-	for i, url := range metrics {
+	for i, r := range relays {
 		for {
-			n, err := scrape(url, "strata_relay_loops_returned_total")
+			n, err := scrape(r.metrics, "strata_relay_loops_returned_total")
 			if err == nil && n >= 3 {
 				break
 			}
