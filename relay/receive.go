@@ -44,7 +44,9 @@ var ErrBusy = errors.New("relay: inbound queue full")
 // passes through its own stratum, or a home relay's client packet whose
 // first hop is this relay) without waiting: it returns ErrBusy when the
 // inbound queue is full, since waiting could deadlock a relay sending to
-// itself. The packet comes from this node (RoutePolicy.Self).
+// itself. The packet comes from this node (RoutePolicy.Self). Injected
+// packets have their own queue, served before the peers' (HandlePacket),
+// so a peer that floods the relay cannot make Inject fail.
 func (r *Relay) Inject(pkt []byte) error {
 	if len(pkt) != r.cfg.Format.Geometry().PacketSize() {
 		r.m.drop(reasonSize)
@@ -57,7 +59,7 @@ func (r *Relay) Inject(pkt []byte) error {
 	b := r.getBuf()
 	copy(*b, pkt)
 	select {
-	case r.in <- inbound{buf: b, from: from}:
+	case r.local <- inbound{buf: b, from: from}:
 		r.m.in.Inc()
 		return nil
 	default:

@@ -76,7 +76,9 @@ type Config struct {
 	// Workers is the number of unwrap goroutines; default GOMAXPROCS.
 	Workers int
 	// InboundQueue is the number of received packets waiting for a
-	// worker; a full queue pushes back on the sending peer. Default 1024.
+	// worker; a full queue pushes back on the sending peers. The packets
+	// the node hands itself (Inject) have a queue of the same size of
+	// their own. Default 1024.
 	InboundQueue int
 	// Routes, if set, enforces the network's restricted routes: a packet
 	// from a node that may not send to this one is dropped before it is
@@ -93,9 +95,14 @@ type Config struct {
 // holds each packet for its delay and forwards it. Its pipeline is
 // receive.go → unwrap.go → replay.go → schedule.go → forward.go.
 type Relay struct {
-	cfg    Config
-	sched  *Scheduler
-	in     chan inbound
+	cfg   Config
+	sched *Scheduler
+	in    chan inbound
+	// local holds the packets this node hands itself (Inject): a queue
+	// of their own, which the workers serve first, so that peers filling
+	// in cannot make the relay refuse its own loops and its home
+	// clients' packets.
+	local  chan inbound
 	checks chan checked
 	rotate chan uint64
 	// commits carries durable commits to dispatchLoop; freeCommits
@@ -134,7 +141,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	size := cfg.Format.Geometry().PacketSize()
-	r := &Relay{cfg: cfg, in: make(chan inbound, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
+	r := &Relay{cfg: cfg, in: make(chan inbound, cfg.InboundQueue), local: make(chan inbound, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
 	r.bufs.New = func() any { b := make([]byte, size); return &b }
 	r.commits, r.freeCommits = make(chan *commit, replayCommits), make(chan *commit, replayCommits)
 	for range replayCommits {

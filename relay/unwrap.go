@@ -8,13 +8,25 @@ import (
 )
 
 // unwrapLoop is one worker: it unwraps packets and passes them to the
-// replay stage. One worker runs per core.
+// replay stage. One worker runs per core. The node's own packets (Inject)
+// go first: they come from its cover, its home clients (rate-limited by
+// the home) and its own forwarding of packets already taken from in, so
+// they cannot crowd out the peers, while peers that keep in full would
+// otherwise make every Inject fail.
 func (r *Relay) unwrapLoop() {
 	var res sphinx.Result
 	for {
 		select {
+		case in := <-r.local:
+			r.unwrap(in, &res)
+			continue
+		default:
+		}
+		select {
 		case <-r.ctx.Done():
 			return
+		case in := <-r.local:
+			r.unwrap(in, &res)
 		case in := <-r.in:
 			r.unwrap(in, &res)
 		}
