@@ -39,13 +39,31 @@ func (h *Host) banned(pid peer.ID) bool {
 	return ok && time.Now().Before(e.until)
 }
 
-// gater refuses connections to and from banned peers.
+// gater refuses connections to and from banned peers and, unless the host
+// allows classical links, connections whose key exchange is not
+// post-quantum.
 type gater struct{ h *Host }
 
-func (g gater) InterceptPeerDial(p peer.ID) bool                                { return !g.h.banned(p) }
-func (g gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool                    { return true }
-func (g gater) InterceptAccept(network.ConnMultiaddrs) bool                     { return true }
-func (g gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+func (g gater) InterceptPeerDial(p peer.ID) bool             { return !g.h.banned(p) }
+func (g gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g gater) InterceptAccept(network.ConnMultiaddrs) bool  { return true }
+
+// InterceptUpgraded refuses a connection whose handshake was not TLS 1.3
+// with X25519MLKEM768 when the host offers only TLS: offering only TLS
+// stops an attacker from negotiating Noise, but a classical-only peer
+// (another TLS stack, GODEBUG=tlsmlkem=0) would still agree on plain
+// X25519. It runs before the connection carries any stream.
+func (g gater) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
+	if g.h.allowClassical {
+		return true, 0
+	}
+	if info := connInfo(c); info.Security != "tls" || info.KeyExchange != pqKeyExchange {
+		g.h.m.disconnects.WithLabelValues(reasonClassical).Inc()
+		g.h.log.Warn("refusing classical link", "peer", c.RemotePeer(), "security", info.Security, "key_exchange", info.KeyExchange, "transport", info.Transport)
+		return false, 0
+	}
+	return true, 0
+}
 
 func (g gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
 	if g.h.banned(p) {

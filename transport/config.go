@@ -93,9 +93,12 @@ type Config struct {
 	// Security lists the security protocols offered and accepted on TCP,
 	// most preferred first. Default: SecurityTLS only, so that there is
 	// nothing weaker than TLS 1.3 with X25519MLKEM768 for an attacker to
-	// negotiate the link down to. List SecurityNoise only to reach peers
-	// that cannot speak TLS, knowing that it makes links to peers that also
-	// offer Noise downgradable to classical X25519 (see SecurityNoise).
+	// negotiate the link down to. A host that does not list SecurityNoise
+	// also refuses every connection, TCP or QUIC, whose key exchange was
+	// not X25519MLKEM768 (a classical-only TLS peer). List SecurityNoise
+	// only to reach peers that cannot speak TLS, or not with the hybrid,
+	// knowing that it makes links to peers that also offer Noise
+	// downgradable to classical X25519 (see SecurityNoise).
 	Security []Security
 
 	// Handler receives the packets. Default: packets are counted and

@@ -56,7 +56,8 @@
 // hybrid X25519MLKEM768 key exchange. libp2p's choice of security protocol
 // is unauthenticated, so offering nothing else is what makes the links
 // impossible to downgrade; Noise is classical and only used when
-// [Config.Security] lists it ([NodeSecurity]).
+// [Config.Security] lists it ([NodeSecurity]). Without Noise a host also
+// refuses any connection whose TLS key exchange was not X25519MLKEM768.
 //
 // The wire formats, the pool, backoff and unreachable policy, the bad-input
 // policy, the security policy and what each adversary can still do at this

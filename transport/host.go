@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p"
@@ -46,6 +47,9 @@ type Host struct {
 	requests map[peer.ID]int // requests being served per peer
 	handlers map[string]RequestHandler
 	bans     map[peer.ID]banEntry
+	// allowClassical accepts links without a post-quantum key exchange:
+	// set when Config.Security lists Noise.
+	allowClassical bool
 }
 
 // New starts a host. The host lives until Close is called or ctx is done.
@@ -72,6 +76,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		handlers: make(map[string]RequestHandler),
 		bans:     make(map[peer.ID]banEntry),
 	}
+	h.allowClassical = slices.Contains(cfg.Security, SecurityNoise)
 	h.log = cfg.Logger.With("node", h.id.String())
 	size := cfg.PacketSize
 	h.bufs.New = func() any {

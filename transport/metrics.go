@@ -13,6 +13,9 @@ const (
 	reasonFrameSize   = "frame_size"
 	reasonTooManyStrs = "too_many_streams"
 	reasonBanned      = "banned"
+	// reasonClassical: the link's key exchange is not post-quantum and
+	// the host does not allow classical links.
+	reasonClassical = "classical"
 )
 
 // Results of requests, the label values of strata_transport_requests_sent_total

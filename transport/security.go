@@ -10,6 +10,11 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
+// pqKeyExchange is the key exchange every link must use unless the host
+// allows classical links: the hybrid X25519 + ML-KEM-768 group, as
+// crypto/tls names it.
+const pqKeyExchange = "X25519MLKEM768"
+
 // ConnInfo describes one open connection and how it was secured.
 type ConnInfo struct {
 	// Transport is "tcp" or "quic-v1".
