@@ -41,13 +41,19 @@ func (n *mixNode) receivedFrom(id sphinx.NodeID) int64 {
 
 func newMixNode(t testing.TB, f *sphinx.Format, local relay.Local, noForward bool, send func(ctx context.Context, h *transport.Host, to sphinx.NodeID, pkt []byte) error) *mixNode {
 	t.Helper()
+	return newMixNodeQueue(t, f, local, noForward, send, 4096)
+}
+
+// newMixNodeQueue is newMixNode with a send queue of queue packets per peer.
+func newMixNodeQueue(t testing.TB, f *sphinx.Format, local relay.Local, noForward bool, send func(ctx context.Context, h *transport.Host, to sphinx.NodeID, pkt []byte) error, queue int) *mixNode {
+	t.Helper()
 	n := &mixNode{}
 	idk, err := transport.GenerateIdentity()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.host, err = transport.New(context.Background(), transport.Config{
-		Identity: idk, PacketSize: f.Geometry().PacketSize(), SendQueue: 4096,
+		Identity: idk, PacketSize: f.Geometry().PacketSize(), SendQueue: queue,
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
 		Handler: func(from transport.NodeID, pkt []byte) {
 			c, _ := n.from.LoadOrStore(sphinx.NodeID(from), new(atomic.Int64))
@@ -122,6 +128,9 @@ type testbed struct {
 	store  *Store
 	dbPath string
 	epoch  atomic.Uint64
+	// first is the node's NodeConfig.FirstHop: L1 (mix[0]) in epoch 1;
+	// tests may Set more.
+	first FirstHops
 	// beforeReply, if set, runs before the node sends each reply.
 	beforeReply atomic.Pointer[func()]
 	// loop, if set, is the mailbox node's Local.Loop (its cover's
@@ -136,6 +145,13 @@ type testbed struct {
 
 func newTestbed(t *testing.T, storeCfg Config) *testbed {
 	t.Helper()
+	return newTestbedQueue(t, storeCfg, 4096)
+}
+
+// newTestbedQueue is newTestbed whose mailbox node's host queues at most
+// queue packets per peer.
+func newTestbedQueue(t *testing.T, storeCfg Config, queue int) *testbed {
+	t.Helper()
 	f, err := sphinx.NewFormat(sphinx.DefaultGeometry())
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +162,8 @@ func newTestbed(t *testing.T, storeCfg Config) *testbed {
 		tb.mix[i] = newMixNode(t, f, relay.Local{}, false, hostSend)
 	}
 	tb.home = newMixNode(t, f, relay.Local{Client: tb.deliver}, false, hostSend)
+	// L1 is the only first-stratum relay.
+	tb.first.Set(1, []sphinx.NodeID{tb.mix[0].hop.ID})
 	tb.dbPath = filepath.Join(t.TempDir(), "mailbox.db")
 	if tb.store, err = OpenStore(tb.dbPath, storeCfg); err != nil {
 		t.Fatal(err)
@@ -154,13 +172,13 @@ func newTestbed(t *testing.T, storeCfg Config) *testbed {
 	var mboxHost atomic.Pointer[transport.Host]
 	tb.node, err = NewNode(NodeConfig{
 		Store: tb.store, Format: f, Epoch: tb.epoch.Load,
-		// L1 is the only first stratum relay.
-		FirstHop: func(id sphinx.NodeID) bool { return id == tb.mix[0].hop.ID },
-		Send: func(ctx context.Context, to sphinx.NodeID, pkt []byte) error {
+		FirstHop: tb.first.Allowed,
+		// As node.RunMailbox: the transport's TrySend, which never waits.
+		Send: func(_ context.Context, to sphinx.NodeID, pkt []byte) error {
 			if fn := tb.beforeReply.Load(); fn != nil {
 				(*fn)()
 			}
-			return mboxHost.Load().Send(ctx, transport.NodeID(to), pkt)
+			return mboxHost.Load().TrySend(transport.NodeID(to), pkt)
 		},
 	})
 	if err != nil {
@@ -171,10 +189,10 @@ func newTestbed(t *testing.T, storeCfg Config) *testbed {
 			(*fn)(id, payload)
 		}
 	}
-	tb.mbox = newMixNode(t, f, relay.Local{Mailbox: tb.node.Handle, Loop: loop}, true, func(context.Context, *transport.Host, sphinx.NodeID, []byte) error {
+	tb.mbox = newMixNodeQueue(t, f, relay.Local{Mailbox: tb.node.Handle, Loop: loop}, true, func(context.Context, *transport.Host, sphinx.NodeID, []byte) error {
 		t.Error("the mailbox node forwarded a packet")
 		return nil
-	})
+	}, queue)
 	mboxHost.Store(tb.mbox.host)
 	idk, err := transport.GenerateIdentity()
 	if err != nil {
