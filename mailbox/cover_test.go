@@ -240,7 +240,9 @@ func TestNodeRefusesSURBsOutsideTheFirstStratum(t *testing.T) {
 
 // TestFirstHopsKeepsCurrentAndPreviousEpoch: the allowed first hops are the
 // first stratum of the current and the previous epoch, nothing older, and
-// nothing before the first Set.
+// nothing before the first Set; the previous epoch's stratum counts also
+// when it is set after the current one (a node started mid-epoch), so an
+// honest SURB made just before the epoch change is not refused.
 func TestFirstHopsKeepsCurrentAndPreviousEpoch(t *testing.T) {
 	a, b, c, d := sphinx.NodeID{1}, sphinx.NodeID{2}, sphinx.NodeID{3}, sphinx.NodeID{4}
 	var f FirstHops
@@ -257,8 +259,11 @@ func TestFirstHopsKeepsCurrentAndPreviousEpoch(t *testing.T) {
 		{"the first epoch's stratum is allowed", 5, []sphinx.NodeID{a}, []sphinx.NodeID{a}, []sphinx.NodeID{b, c}},
 		{"a re-published epoch replaces its stratum", 5, []sphinx.NodeID{b}, []sphinx.NodeID{b}, []sphinx.NodeID{a}},
 		{"the next epoch keeps the previous stratum", 6, []sphinx.NodeID{c}, []sphinx.NodeID{b, c}, []sphinx.NodeID{a}},
-		{"an earlier epoch is ignored", 4, []sphinx.NodeID{d}, []sphinx.NodeID{b, c}, []sphinx.NodeID{d}},
-		{"two epochs on, the older strata are gone", 8, []sphinx.NodeID{d}, []sphinx.NodeID{d}, []sphinx.NodeID{b, c}},
+		{"an epoch older than the previous is ignored", 4, []sphinx.NodeID{d}, []sphinx.NodeID{b, c}, []sphinx.NodeID{d}},
+		{"the previous epoch read after the current replaces the previous stratum", 5, []sphinx.NodeID{a}, []sphinx.NodeID{a, c}, []sphinx.NodeID{b, d}},
+		{"two epochs on, the older strata are gone", 8, []sphinx.NodeID{d}, []sphinx.NodeID{d}, []sphinx.NodeID{a, b, c}},
+		{"started mid-epoch: the current epoch, then the previous", 20, []sphinx.NodeID{a}, []sphinx.NodeID{a}, []sphinx.NodeID{b, d}},
+		{"... the previous epoch's stratum is allowed too", 19, []sphinx.NodeID{b}, []sphinx.NodeID{a, b}, []sphinx.NodeID{c, d}},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {

@@ -30,7 +30,10 @@ type FirstHops struct {
 // Set records the first stratum of epoch. A later epoch moves the current
 // set to the previous one (only if it is the epoch right before; older
 // sets are dropped); the same epoch replaces its set (a topology
-// re-published within the epoch); an earlier epoch is ignored.
+// re-published within the epoch); the epoch right before the current one
+// becomes the previous set (a node started mid-epoch reads the current
+// topology first, then the previous one, whose SURBs are still in use);
+// an older epoch is ignored.
 func (f *FirstHops) Set(epoch uint64, stratum []sphinx.NodeID) {
 	m := make(map[sphinx.NodeID]bool, len(stratum))
 	for _, id := range stratum {
@@ -47,6 +50,9 @@ func (f *FirstHops) Set(epoch uint64, stratum []sphinx.NodeID) {
 		f.prev, f.cur = f.cur, m
 	case epoch > f.epoch:
 		f.prev, f.cur = nil, m
+	case epoch+1 == f.epoch:
+		f.prev = m
+		return
 	default:
 		return
 	}

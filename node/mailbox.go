@@ -170,16 +170,15 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	// The node sends only into the first stratum of the current or
-	// previous epoch, and never waits on a link: replies and its loop
-	// cover leave through mb's one send path (mailbox/send.go).
-	var firstHops mailbox.FirstHops
-	if g := top.Graph(); g != nil && len(g.Layers) > 0 {
-		firstHops.Set(top.Epoch, g.Layers[0])
-	}
+	// The node sends only into the first stratum of the epochs its routes
+	// hold (the current one and, also right after a start mid-epoch, the
+	// previous one: startChain reads it), and never waits on a link:
+	// replies and its loop cover leave through mb's one send path
+	// (mailbox/send.go). For a mailbox node the routes' MaySend is exactly
+	// that first stratum, and the send pool holds exactly those nodes.
 	mb, err := mailbox.NewNode(mailbox.NodeConfig{
 		Store: store, Format: format, Epoch: epoch.Load, Registerer: reg, Logger: log,
-		FirstHop: firstHops.Allowed,
+		FirstHop: rt.routes.MaySend,
 		Send: func(_ context.Context, to sphinx.NodeID, pkt []byte) error {
 			return host.TrySend(transport.NodeID(to), pkt)
 		},
@@ -216,14 +215,11 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	go func() { _ = mb.Run(ctx) }()
 	go func() { _ = cover.Run(ctx) }()
 
-	// Follow the epochs: keys, replay DB, SURB stock, the first stratum to
-	// send into, the loops' view, peers to answer to.
+	// Follow the epochs: keys, replay DB, SURB stock, the routes (the
+	// first stratum to send into, peers to answer to), the loops' view.
 	followChain(ctx, member, rl, rt, log, func(top *pki.Topology, v *relay.View, newEpoch bool) {
 		if newEpoch {
 			epoch.Store(top.Epoch)
-		}
-		if v.Graph != nil && len(v.Graph.Layers) > 0 {
-			firstHops.Set(top.Epoch, v.Graph.Layers[0])
 		}
 		current.Store(v)
 	})
