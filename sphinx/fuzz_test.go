@@ -125,6 +125,9 @@ func FuzzReplyKeys(f *testing.F) {
 			if errors.Is(err, ErrReplyKeysVersion) && len(b) > 0 && b[0] == ReplyKeysVersion && len(b)%2 == 0 {
 				t.Fatalf("format-%d record of %d bytes refused as another format: %v", b[0], len(b), err)
 			}
+			if len(b) > 0 && b[0] != ReplyKeysVersion && !errors.Is(err, ErrReplyKeysVersion) {
+				t.Fatalf("record of format %d (%d bytes) refused without ErrReplyKeysVersion: %v", b[0], len(b), err)
+			}
 			return
 		}
 		if b[0] != ReplyKeysVersion || len(b) != surbKeysSize(k.Hops()) || len(b)%2 != 0 {

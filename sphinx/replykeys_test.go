@@ -143,7 +143,8 @@ func TestReplyKeysHoldOnlyPayloadKeys(t *testing.T) {
 
 // TestReplyKeysDecodeStrictly checks that UnmarshalBinary accepts exactly
 // the format-2 encodings of 1 to MaxHopsLimit hops, refuses other formats
-// with ErrReplyKeysVersion, and leaves its receiver untouched on error.
+// with ErrReplyKeysVersion (any first byte but 2, at any length, as
+// docs/sphinx.md says), and leaves its receiver untouched on error.
 func TestReplyKeysDecodeStrictly(t *testing.T) {
 	f := testFormat(t)
 	rnd := testRand(51)
@@ -166,6 +167,9 @@ func TestReplyKeysDecodeStrictly(t *testing.T) {
 	}{
 		{"empty", nil, false},
 		{"one byte", []byte{ReplyKeysVersion}, false},
+		{"one byte of format 3", []byte{3}, true},
+		{"short record of format 1", append([]byte{1}, make([]byte, 99)...), true},
+		{"short record of format 0xff", append([]byte{0xff}, good[1:100]...), true},
 		{"format 1, 3 hops", formatOne, true},
 		{"format 1, 16 hops", mod(func([]byte) []byte { b := make([]byte, surbKeysSizeV1(16)); b[SURBIDSize] = 16; return b }), true},
 		{"format 1 size, hop byte 0", make([]byte, surbKeysSizeV1(16)), true}, // format byte 0

@@ -166,9 +166,10 @@ func (k *ReplyKeys) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes reply keys encoded by MarshalBinary. It accepts
 // only format [ReplyKeysVersion] with 1 to MaxHopsLimit hops and exactly
-// their size. Errors wrap ErrSURB; a record of another format (such as the
-// unversioned format 1) also wraps ErrReplyKeysVersion. On error k is
-// unchanged.
+// their size. Errors wrap ErrSURB; a record of another format (the
+// unversioned format 1, or any non-empty record whose first byte is not
+// ReplyKeysVersion, whatever its length) also wraps ErrReplyKeysVersion. On
+// error k is unchanged.
 func (k *ReplyKeys) UnmarshalBinary(b []byte) error {
 	if len(b)%2 == 1 && len(b) > SURBIDSize {
 		if n := int(b[SURBIDSize]); n >= 1 && n <= MaxHopsLimit && len(b) == surbKeysSizeV1(n) {
@@ -176,11 +177,11 @@ func (k *ReplyKeys) UnmarshalBinary(b []byte) error {
 				ErrSURB, ErrReplyKeysVersion, len(b), n)
 		}
 	}
+	if len(b) > 0 && b[0] != ReplyKeysVersion {
+		return fmt.Errorf("%w: %w: format %d, want %d", ErrSURB, ErrReplyKeysVersion, b[0], ReplyKeysVersion)
+	}
 	if len(b) < surbKeysSize(1) {
 		return fmt.Errorf("%w: reply keys of %d bytes, want at least %d", ErrSURB, len(b), surbKeysSize(1))
-	}
-	if b[0] != ReplyKeysVersion {
-		return fmt.Errorf("%w: %w: format %d, want %d", ErrSURB, ErrReplyKeysVersion, b[0], ReplyKeysVersion)
 	}
 	n := int(b[1+SURBIDSize])
 	if n < 1 || n > MaxHopsLimit || len(b) != surbKeysSize(n) {
