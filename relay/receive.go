@@ -10,14 +10,20 @@ import (
 type inbound struct {
 	buf  *[]byte
 	from sphinx.NodeID
+	// slot is the sending peer's share of the pipeline (peerSlots), held
+	// until the packet is dispatched or dropped; nil for Inject.
+	slot chan struct{}
 }
 
 // HandlePacket takes a packet received from a peer (transport.Handler). A
 // peer that may not send to this node (Config.Routes) has its packet
 // dropped before anything else is spent on it. HandlePacket copies pkt, so
-// the transport may reuse it, and queues it for a worker, waiting while the
-// queue is full: the sending peer's stream feels the back-pressure, other
-// peers do not.
+// the transport may reuse it, and queues it for a worker. It waits while
+// the sending peer already has its share of the pipeline in flight
+// (InboundQueue/8 packets between here and dispatch), or while the queue
+// is full: the sending peer's stream feels the back-pressure, and one peer
+// that floods the relay cannot fill the queue that every other peer's
+// packets wait in.
 func (r *Relay) HandlePacket(from sphinx.NodeID, pkt []byte) {
 	r.m.in.Inc()
 	if len(pkt) != r.cfg.Format.Geometry().PacketSize() {
@@ -28,12 +34,45 @@ func (r *Relay) HandlePacket(from sphinx.NodeID, pkt []byte) {
 		r.m.drop(reasonRouteFrom)
 		return
 	}
+	slot := r.peerSlot(from)
+	select {
+	case slot <- struct{}{}:
+	case <-r.ctx.Done():
+		return
+	}
 	b := r.getBuf()
 	copy(*b, pkt)
 	select {
-	case r.in <- inbound{buf: b, from: from}:
+	case r.in <- inbound{buf: b, from: from, slot: slot}:
 	case <-r.ctx.Done():
 		r.putBuf(b)
+		release(slot)
+	}
+}
+
+// peerSlot returns from's share of the pipeline: a semaphore of
+// InboundQueue/8 packets. Only peers the routes let send get one, so the
+// table is bounded by the topology.
+func (r *Relay) peerSlot(from sphinx.NodeID) chan struct{} {
+	r.slotMu.RLock()
+	s := r.slots[from]
+	r.slotMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	r.slotMu.Lock()
+	defer r.slotMu.Unlock()
+	if s = r.slots[from]; s == nil {
+		s = make(chan struct{}, max(1, r.cfg.InboundQueue/8))
+		r.slots[from] = s
+	}
+	return s
+}
+
+// release returns a packet's pipeline slot to its peer.
+func release(slot chan struct{}) {
+	if slot != nil {
+		<-slot
 	}
 }
 

@@ -76,9 +76,11 @@ type Config struct {
 	// Workers is the number of unwrap goroutines; default GOMAXPROCS.
 	Workers int
 	// InboundQueue is the number of received packets waiting for a
-	// worker; a full queue pushes back on the sending peers. The packets
-	// the node hands itself (Inject) have a queue of the same size of
-	// their own. Default 1024.
+	// worker; a full queue pushes back on the sending peers. One peer may
+	// have InboundQueue/8 packets between HandlePacket and dispatch at
+	// once, so a peer that floods the relay cannot fill the queue. The
+	// packets the node hands itself (Inject) have a queue of the same
+	// size of their own. Default 1024.
 	InboundQueue int
 	// Routes, if set, enforces the network's restricted routes: a packet
 	// from a node that may not send to this one is dropped before it is
@@ -104,6 +106,9 @@ type Relay struct {
 	// clients' packets.
 	local  chan inbound
 	checks chan checked
+	// slots are the peers' shares of the pipeline (receive.go).
+	slotMu sync.RWMutex
+	slots  map[sphinx.NodeID]chan struct{}
 	rotate chan uint64
 	// commits carries durable commits to dispatchLoop; freeCommits
 	// recycles them.
@@ -141,7 +146,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	size := cfg.Format.Geometry().PacketSize()
-	r := &Relay{cfg: cfg, in: make(chan inbound, cfg.InboundQueue), local: make(chan inbound, cfg.InboundQueue), checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
+	r := &Relay{cfg: cfg, in: make(chan inbound, cfg.InboundQueue), local: make(chan inbound, cfg.InboundQueue), slots: map[sphinx.NodeID]chan struct{}{}, checks: make(chan checked, cfg.InboundQueue), rotate: make(chan uint64, 1), m: m, log: cfg.Logger}
 	r.bufs.New = func() any { b := make([]byte, size); return &b }
 	r.commits, r.freeCommits = make(chan *commit, replayCommits), make(chan *commit, replayCommits)
 	for range replayCommits {

@@ -10,6 +10,7 @@ import (
 // checked is a packet between the unwrap workers and the replay stage.
 type checked struct {
 	buf     *[]byte
+	slot    chan struct{} // the sender's pipeline slot (inbound.slot)
 	epoch   uint64
 	tag     uint64
 	cmd     sphinx.Command
@@ -97,6 +98,7 @@ func (r *Relay) dispatchLoop() {
 			default:
 				r.dispatch(c)
 			}
+			release(c.slot)
 		}
 		cm.items, cm.tags = cm.items[:0], cm.tags[:0]
 		r.freeCommits <- cm

@@ -47,13 +47,15 @@ func (r *Relay) unwrap(in inbound, res *sphinx.Result) {
 	if err != nil {
 		r.m.drop(reasonOf(err))
 		r.putBuf(b)
+		release(in.slot)
 		return
 	}
-	c := checked{buf: b, epoch: epoch, tag: tagPrefix(&res.ReplayTag), cmd: res.Command, due: start.Add(res.Delay), payload: res.Payload}
+	c := checked{buf: b, slot: in.slot, epoch: epoch, tag: tagPrefix(&res.ReplayTag), cmd: res.Command, due: start.Add(res.Delay), payload: res.Payload}
 	select {
 	case r.checks <- c:
 	case <-r.ctx.Done():
 		r.putBuf(b)
+		release(in.slot)
 	}
 }
 
