@@ -134,6 +134,8 @@ func linkError(err error) error {
 		return nil
 	case errors.Is(err, transport.ErrQueueFull):
 		return fmt.Errorf("%w: %w", relay.ErrLinkFull, err)
+	case errors.Is(err, transport.ErrUnreachable):
+		return fmt.Errorf("%w: %w", relay.ErrLinkDown, err)
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/strata-mix/strata/pki"
 	"github.com/strata-mix/strata/relay"
@@ -125,5 +126,55 @@ func TestSendPoolHoldsOnlyWhereTheRoutesLead(t *testing.T) {
 	link := relayLink(self, rt.routes, host, func([]byte) error { return nil })
 	if err := link.Send(context.Background(), gone, make([]byte, sphinx.DefaultGeometry().PacketSize())); !errors.Is(err, relay.ErrRoute) {
 		t.Errorf("link to a node off the routes: %v, want relay.ErrRoute", err)
+	}
+}
+
+// TestRelayLinkTellsUnreachablePeers: once the transport has found a
+// successor unreachable, the relay's link fails at once with an error
+// wrapping relay.ErrLinkDown, so the relay counts the drop as
+// reason="peer_down" (not "send").
+func TestRelayLinkTellsUnreachablePeers(t *testing.T) {
+	idk, err := transport.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := transport.New(context.Background(), transport.Config{Identity: idk, PacketSize: sphinx.DefaultGeometry().PacketSize(),
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	self := sphinx.NodeID(host.ID())
+	k, err := transport.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Port 9 on loopback: nothing listens, the dial is refused.
+	dead := transport.PeerInfo{PublicKey: k.Public().(ed25519.PublicKey), Addrs: []string{"/ip4/127.0.0.1/tcp/9"}}
+	deadID := sphinx.NodeID(transport.NodeIDFromPublicKey(dead.PublicKey))
+	g, err := pki.NewGraphFromLayers([][]sphinx.NodeID{{self}, {deadID}}, 1, [32]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := newRouting(host, nil)
+	rt.update(&relay.View{Epoch: 1, Graph: g}, map[sphinx.NodeID]transport.PeerInfo{deadID: dead})
+	link := relayLink(self, rt.routes, host, func([]byte) error { return nil })
+	pkt := make([]byte, sphinx.DefaultGeometry().PacketSize())
+	if err := link.Send(context.Background(), deadID, pkt); err != nil {
+		t.Fatalf("first send (queued, then dialled): %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := link.Send(context.Background(), deadID, pkt)
+		if errors.Is(err, transport.ErrUnreachable) {
+			if !errors.Is(err, relay.ErrLinkDown) {
+				t.Fatalf("send to an unreachable successor: %v, want it to wrap relay.ErrLinkDown", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the successor never became unreachable: last error %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
