@@ -134,6 +134,10 @@ type Stats struct {
 	// down (nothing was sent in them; Send's queue waited); HomeChanges
 	// the moves to another home after a failure.
 	Offline, HomeChanges uint64
+	// Missed counts slots skipped because they came up more than
+	// 100 ms after their due time (the process was stopped or the
+	// machine suspended): the client does not send a burst of them.
+	Missed uint64
 	// LoopLatency is the mean round trip of the returned loops; LoopLoss
 	// the fraction of loops lost among those due (sent + route delay +
 	// grace) so far.
@@ -190,6 +194,10 @@ type Client struct {
 	m      *metrics
 	queue  chan sendReq
 	recv   chan Reply
+	// held takes back the real packets whose slot found the link down
+	// between their build and their due time; payload slots send them
+	// before anything in queue.
+	held chan sendReq
 
 	home   atomic.Pointer[homeState]
 	source atomic.Pointer[sourceBox]
@@ -288,7 +296,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cfg: cfg, format: format, store: store, log: log,
 		m:     newMetrics(cfg.Registerer),
 		queue: make(chan sendReq, cfg.SendQueue), recv: make(chan Reply, cfg.Receive),
-		rng: mrand.New(mrand.NewChaCha8(rngSeed)), loops: map[sphinx.SURBID]pendingLoop{},
+		held: make(chan sendReq, readyPackets+2),
+		rng:  mrand.New(mrand.NewChaCha8(rngSeed)), loops: map[sphinx.SURBID]pendingLoop{},
 		lastEpoch: top.Epoch, homeLost: make(chan struct{}, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -318,10 +327,17 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		store.Close()
 		return nil, err
 	}
-	c.wg.Add(2)
+	// Slots' packets are built ahead and leave at their due times
+	// (streams.go).
+	ready := make(chan outgoing, readyPackets)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
-		_ = sched.Run(c.ctx, c.slot)
+		c.buildSlots(sched, ready)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.sendSlots(ready)
 	}()
 	go func() {
 		defer c.wg.Done()

@@ -9,7 +9,7 @@ type metrics struct {
 	real, cover, loops, loopsReturned, loopsLost prometheus.Counter
 	replies, repliesUnknown, repliesBad          prometheus.Counter
 	framesRejected, sendErrors, noRoute          prometheus.Counter
-	offline, homeChanges                         prometheus.Counter
+	offline, homeChanges, missed                 prometheus.Counter
 	loopSeconds                                  prometheus.Histogram
 }
 
@@ -31,12 +31,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		noRoute:        c("no_route_total", "Slots that found no route in the topology."),
 		offline:        c("offline_slots_total", "Slots that sent nothing because the link to the home was down."),
 		homeChanges:    c("home_changes_total", "Moves to another home after the home failed or left the topology."),
+		missed:         c("missed_slots_total", "Slots skipped because they came up more than 100 ms late (process stopped, machine suspended)."),
 		loopSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "strata_client_loop_seconds",
 			Help: "Round trip of returned loops.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.real, m.cover, m.loops, m.loopsReturned, m.loopsLost, m.replies, m.repliesUnknown,
-			m.repliesBad, m.framesRejected, m.sendErrors, m.noRoute, m.offline, m.homeChanges, m.loopSeconds)
+			m.repliesBad, m.framesRejected, m.sendErrors, m.noRoute, m.offline, m.homeChanges, m.missed, m.loopSeconds)
 	}
 	return m
 }
@@ -54,6 +55,6 @@ func (m *metrics) snapshot() Stats {
 		Replies: value(m.replies), RepliesUnknown: value(m.repliesUnknown),
 		RepliesBad: value(m.repliesBad), FramesRejected: value(m.framesRejected),
 		SendErrors: value(m.sendErrors), NoRoute: value(m.noRoute),
-		Offline: value(m.offline), HomeChanges: value(m.homeChanges),
+		Offline: value(m.offline), HomeChanges: value(m.homeChanges), Missed: value(m.missed),
 	}
 }

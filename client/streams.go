@@ -13,63 +13,321 @@ import (
 // loopGrace is how long after its expected return a loop counts as lost.
 const loopGrace = 2 * time.Second
 
-// slot sends the packet of one Loopix slot: for the payload stream a
-// queued packet if there is one, else the Source's, else cover; a loop for
-// the loop stream; drop cover for the drop stream. Every packet has the
-// same size and leaves at the slot's time, whatever it carries. While the
-// link to the home is down the slot sends nothing and takes nothing from
-// Send's queue: the packets wait for the link.
-func (c *Client) slot(s Slot) {
+// Building ahead of the slots (streams.go): a slot's packet is built
+// buildAhead before its due time and handed to the link at the due time,
+// so the time a packet leaves does not depend on what it is (a cover
+// packet costs four X25519, a reply through a SURB none; a real packet's
+// build may also wait on a Source). A slot that comes up more than
+// maxSlotLate after its due time — the process was stopped or the machine
+// suspended — is skipped, so the client never sends a burst of overdue
+// slots; readyPackets bounds the packets built and not yet due.
+const (
+	buildAhead   = 25 * time.Millisecond
+	maxSlotLate  = 100 * time.Millisecond
+	readyPackets = 64
+)
+
+// errOffline means a slot found the link to the home down.
+var errOffline = errors.New("client: the link to the home is down")
+
+// packetKind is what a built packet is, for its accounting once it left.
+type packetKind uint8
+
+const (
+	kindCover packetKind = iota
+	kindLoop
+	kindReal
+)
+
+// outgoing is a packet built for a slot, waiting for the slot's due time.
+type outgoing struct {
+	slot  Slot
+	kind  packetKind
+	first sphinx.NodeID
+	pkt   []byte
+	// loop is a loop's id (kindLoop).
+	loop sphinx.SURBID
+	// req is the Send or Source packet a real packet carries (kindReal;
+	// req.done is nil for a Source's); route and total describe it.
+	req   *sendReq
+	route []sphinx.NodeID
+	total time.Duration
+	reply bool
+}
+
+// buildSlots draws the slots of the schedule and builds each one's packet
+// buildAhead before it is due, handing it to ready, until the client
+// closes.
+func (c *Client) buildSlots(s *Scheduler, ready chan<- outgoing) {
+	defer close(ready)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		slot, ok := s.Next()
+		if !ok {
+			<-c.ctx.Done()
+			return
+		}
+		timer.Reset(time.Until(slot.Due.Add(-buildAhead)))
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		if time.Since(slot.Due) > maxSlotLate {
+			c.m.missed.Inc()
+			continue
+		}
+		o, ok := c.build(slot)
+		if !ok {
+			continue
+		}
+		select {
+		case ready <- o:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// sendSlots hands every built packet to the link at its slot's due time.
+// It does nothing else, so a packet leaves at its due time (or, if it was
+// built late, at once) whatever it carries.
+func (c *Client) sendSlots(ready <-chan outgoing) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for o := range ready {
+		if d := time.Until(o.slot.Due); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-timer.C:
+			}
+		}
+		c.launch(o)
+	}
+}
+
+// build makes the packet of one Loopix slot: for the payload stream a
+// packet Send queued (or one whose slot found the link down, first) if
+// there is one, else the Source's, else cover; a loop for the loop
+// stream; drop cover for the drop stream. Every packet has the same size
+// and leaves at the slot's time, whatever it carries. While the link to
+// the home is down the slot builds nothing and takes nothing from Send's
+// queue: the packets wait for the link. ok is false when the slot sends
+// nothing.
+func (c *Client) build(s Slot) (o outgoing, ok bool) {
 	top := c.cfg.Topology()
 	if top == nil {
-		return
+		return o, false
 	}
 	c.epochChange(top)
 	c.expireLoops(s.Due)
 	if !c.linkUp.Load() {
 		c.m.offline.Inc()
-		return
+		return o, false
 	}
-	real := false
-	var wire time.Time
 	switch s.Stream {
 	case PayloadStream:
-		real, wire = c.sendPayload(top, s.Due)
+		o, ok = c.buildPayload(top, s.Due)
 	case LoopStream:
-		wire = c.sendLoop(top)
-	case DropStream:
-		wire = c.sendCover(top)
+		o, ok = c.buildLoop(top, s.Due)
+	default:
+		o, ok = c.buildCover(top)
 	}
-	if c.cfg.trace != nil {
-		c.cfg.trace(s, real, wire)
+	if !ok && c.cfg.trace != nil {
+		c.cfg.trace(s, false, time.Time{})
 	}
+	o.slot = s
+	return o, ok
 }
 
-// sendPayload fills a payload slot: the oldest packet Send queued, else the
+// buildPayload fills a payload slot: a packet held back from a slot that
+// found the link down, else the oldest packet Send queued, else the
 // Source's, else cover. A real packet that cannot be built (no route, a
 // bad SURB) gives its slot to cover, so the slot is never empty on the
-// wire. It reports whether the packet was real, and when the link took it.
-func (c *Client) sendPayload(top *pki.Topology, due time.Time) (bool, time.Time) {
+// wire.
+func (c *Client) buildPayload(top *pki.Topology, due time.Time) (outgoing, bool) {
+	var req *sendReq
 	select {
-	case req := <-c.queue:
-		sent, wire, err := c.sendReal(top, req.dest, req.payload)
-		req.done <- sendResult{sent, err}
-		if err == nil {
-			return true, wire
-		}
-		return false, c.sendCover(top)
+	case r := <-c.held:
+		req = &r
 	default:
+		select {
+		case r := <-c.queue:
+			req = &r
+		default:
+		}
 	}
-	if box := c.source.Load(); box != nil {
-		if d, p, ok := box.s.Next(due); ok {
-			if _, wire, err := c.sendReal(top, d, p); err == nil {
-				return true, wire
-			} else {
-				c.log.Debug("source packet not sent", "err", err)
+	if req == nil {
+		if box := c.source.Load(); box != nil {
+			if d, p, ok := box.s.Next(due); ok {
+				req = &sendReq{dest: d, payload: p}
 			}
 		}
 	}
-	return false, c.sendCover(top)
+	if req != nil {
+		o, err := c.buildReal(top, req)
+		if err == nil {
+			return o, true
+		}
+		if req.done != nil {
+			req.done <- sendResult{err: err}
+		} else {
+			c.log.Debug("source packet not sent", "err", err)
+		}
+	}
+	return c.buildCover(top)
+}
+
+// buildReal builds the real packet req asks for.
+func (c *Client) buildReal(top *pki.Topology, req *sendReq) (outgoing, error) {
+	if len(req.payload) > c.PayloadSize() {
+		return outgoing{}, ErrTooLarge
+	}
+	if d := req.dest; d.surb != nil {
+		pkt, err := c.format.NewReply(d.surb, c.pad(req.payload))
+		if err != nil {
+			return outgoing{}, err
+		}
+		return outgoing{kind: kindReal, first: d.surb.FirstHop, pkt: pkt, req: req, reply: true,
+			route: []sphinx.NodeID{d.surb.FirstHop}}, nil
+	}
+	path, err := c.path(top, mailboxHop(req.dest.mailbox))
+	if err != nil {
+		c.m.noRoute.Inc()
+		return outgoing{}, err
+	}
+	pkt, route, err := c.format.NewPacket(rand.Reader, path, sphinx.DeliverToMailbox(), c.delay(top), c.pad(req.payload))
+	if err != nil {
+		return outgoing{}, err
+	}
+	ids := make([]sphinx.NodeID, len(path))
+	for i, h := range path {
+		ids[i] = h.ID
+	}
+	return outgoing{kind: kindReal, first: path[0].ID, pkt: pkt, req: req, route: ids, total: route.Total}, nil
+}
+
+// buildCover builds a drop cover packet through the strata to a random
+// mailbox.
+func (c *Client) buildCover(top *pki.Topology) (outgoing, bool) {
+	path, err := c.path(top, c.coverHop)
+	if err != nil {
+		c.m.noRoute.Inc()
+		return outgoing{}, false
+	}
+	pkt, _, err := c.format.NewPacket(rand.Reader, path, sphinx.DropCover(), c.delay(top), nil)
+	if err != nil {
+		c.log.Warn("cover packet", "err", err)
+		return outgoing{}, false
+	}
+	return outgoing{kind: kindCover, first: path[0].ID, pkt: pkt}, true
+}
+
+// buildLoop builds a loop through the strata back to this client's home,
+// which pushes it back down the client's connection, and expects it back
+// from its due time on.
+func (c *Client) buildLoop(top *pki.Topology, due time.Time) (outgoing, bool) {
+	hs := c.home.Load()
+	path, err := c.path(top, homeHop(hs))
+	if err != nil {
+		c.m.noRoute.Inc()
+		return outgoing{}, false
+	}
+	var id sphinx.SURBID
+	rand.Read(id[:])
+	final := sphinx.DeliverToClient(hs.secret.Token(top.Epoch), id)
+	pkt, route, err := c.format.NewPacket(rand.Reader, path, final, c.delay(top), nil)
+	if err != nil {
+		c.log.Warn("loop packet", "err", err)
+		return outgoing{}, false
+	}
+	sent := due
+	if now := time.Now(); now.After(due) {
+		sent = now
+	}
+	c.mu.Lock()
+	c.loops[id] = pendingLoop{sent: sent, due: sent.Add(route.Total + loopGrace)}
+	c.mu.Unlock()
+	return outgoing{kind: kindLoop, first: path[0].ID, pkt: pkt, loop: id}, true
+}
+
+// launch hands a built packet to the link and accounts for it. A packet
+// whose slot finds the link to the home down is not sent; a real one goes
+// back to the front of the payload stream (held), so nothing Send queued
+// is lost while the home is away.
+func (c *Client) launch(o outgoing) {
+	var wire time.Time
+	var err error
+	if !c.linkUp.Load() {
+		c.m.offline.Inc()
+		err = errOffline
+	} else {
+		wire, err = c.transmit(o.first, o.pkt)
+	}
+	switch o.kind {
+	case kindCover:
+		if err == nil {
+			c.m.cover.Inc()
+		}
+	case kindLoop:
+		if err == nil {
+			c.m.loops.Inc()
+		} else {
+			c.mu.Lock()
+			delete(c.loops, o.loop)
+			c.mu.Unlock()
+		}
+	case kindReal:
+		switch {
+		case err == nil:
+			c.m.real.Inc()
+			sent := Sent{Route: o.route}
+			if !o.reply {
+				sent.Expected = wire.Add(o.total)
+			}
+			if o.req.done != nil {
+				o.req.done <- sendResult{sent: sent}
+			}
+		case err == errOffline:
+			c.hold(*o.req)
+		case o.req.done != nil:
+			o.req.done <- sendResult{err: err}
+		}
+	}
+	if c.cfg.trace != nil {
+		c.cfg.trace(o.slot, o.kind == kindReal && err == nil, wire)
+	}
+}
+
+// hold puts back a real packet whose slot found the link down, for the
+// next payload slot after the link is back. held has room for every
+// packet in flight between build and launch; should it not, the Send
+// fails rather than blocking the stream.
+func (c *Client) hold(r sendReq) {
+	select {
+	case c.held <- r:
+	default:
+		if r.done != nil {
+			r.done <- sendResult{err: errOffline}
+		}
+	}
+}
+
+// sendCover builds a drop cover packet and hands it to the link at once
+// (benchmarks); it returns when the link took it (zero if it did not).
+func (c *Client) sendCover(top *pki.Topology) time.Time {
+	o, ok := c.buildCover(top)
+	if !ok {
+		return time.Time{}
+	}
+	wire, err := c.transmit(o.first, o.pkt)
+	if err == nil {
+		c.m.cover.Inc()
+	}
+	return wire
 }
 
 // epochChange expires the SURB keys of dead epochs when the topology moves
@@ -86,97 +344,6 @@ func (c *Client) epochChange(top *pki.Topology) {
 			c.log.Debug("SURBs expired", "n", n, "epoch", top.Epoch)
 		}
 	}
-}
-
-// sendReal sends a real packet; it returns when the link took it.
-func (c *Client) sendReal(top *pki.Topology, d Destination, payload []byte) (Sent, time.Time, error) {
-	if len(payload) > c.PayloadSize() {
-		return Sent{}, time.Time{}, ErrTooLarge
-	}
-	if d.surb != nil {
-		pkt, err := c.format.NewReply(d.surb, c.pad(payload))
-		if err != nil {
-			return Sent{}, time.Time{}, err
-		}
-		wire, err := c.transmit(d.surb.FirstHop, pkt)
-		if err != nil {
-			return Sent{}, time.Time{}, err
-		}
-		c.m.real.Inc()
-		return Sent{Route: []sphinx.NodeID{d.surb.FirstHop}}, wire, nil
-	}
-	path, err := c.path(top, mailboxHop(d.mailbox))
-	if err != nil {
-		c.m.noRoute.Inc()
-		return Sent{}, time.Time{}, err
-	}
-	pkt, route, err := c.format.NewPacket(rand.Reader, path, sphinx.DeliverToMailbox(), c.delay(top), c.pad(payload))
-	if err != nil {
-		return Sent{}, time.Time{}, err
-	}
-	wire, err := c.transmit(path[0].ID, pkt)
-	if err != nil {
-		return Sent{}, time.Time{}, err
-	}
-	c.m.real.Inc()
-	ids := make([]sphinx.NodeID, len(path))
-	for i, h := range path {
-		ids[i] = h.ID
-	}
-	return Sent{Expected: wire.Add(route.Total), Route: ids}, wire, nil
-}
-
-// sendCover sends a drop cover packet through the strata to a random
-// mailbox; it returns when the link took it (zero if it did not).
-func (c *Client) sendCover(top *pki.Topology) time.Time {
-	path, err := c.path(top, c.coverHop)
-	if err != nil {
-		c.m.noRoute.Inc()
-		return time.Time{}
-	}
-	pkt, _, err := c.format.NewPacket(rand.Reader, path, sphinx.DropCover(), c.delay(top), nil)
-	if err != nil {
-		c.log.Warn("cover packet", "err", err)
-		return time.Time{}
-	}
-	wire, err := c.transmit(path[0].ID, pkt)
-	if err == nil {
-		c.m.cover.Inc()
-	}
-	return wire
-}
-
-// sendLoop sends a loop through the strata back to this client's home,
-// which pushes it back down the client's connection; it returns when the
-// link took it (zero if it did not).
-func (c *Client) sendLoop(top *pki.Topology) time.Time {
-	hs := c.home.Load()
-	path, err := c.path(top, homeHop(hs))
-	if err != nil {
-		c.m.noRoute.Inc()
-		return time.Time{}
-	}
-	var id sphinx.SURBID
-	rand.Read(id[:])
-	final := sphinx.DeliverToClient(hs.secret.Token(top.Epoch), id)
-	pkt, route, err := c.format.NewPacket(rand.Reader, path, final, c.delay(top), nil)
-	if err != nil {
-		c.log.Warn("loop packet", "err", err)
-		return time.Time{}
-	}
-	now := time.Now()
-	c.mu.Lock()
-	c.loops[id] = pendingLoop{sent: now, due: now.Add(route.Total + loopGrace)}
-	c.mu.Unlock()
-	wire, err := c.transmit(path[0].ID, pkt)
-	if err != nil {
-		c.mu.Lock()
-		delete(c.loops, id)
-		c.mu.Unlock()
-		return time.Time{}
-	}
-	c.m.loops.Inc()
-	return wire
 }
 
 // expireLoops counts the loops overdue at now as lost.
