@@ -356,17 +356,30 @@ func (c *Client) Home() sphinx.NodeID { return c.home.Load().id }
 // registers its secret there (RegisterProtocol), sends every packet
 // through it from now on, and SURBs made from now on name it. It then
 // leaves the old home: SURBs that name the old home are lost with it.
-// Until the registration is accepted the client sends nothing.
+// Until the registration is accepted the client sends nothing. If the
+// relay cannot be reached or refuses the registration, SetHome closes any
+// connection it opened to it and the old home stays the home.
 func (c *Client) SetHome(ctx context.Context, home transport.PeerInfo) error {
 	c.homeMu.Lock()
 	defer c.homeMu.Unlock()
 	id := sphinx.NodeID(transport.NodeIDFromPublicKey(home.PublicKey))
 	hs := &homeState{info: home, id: id, secret: DeriveHomeSecret(c.cfg.Identity, id)}
 	old := c.home.Load()
-	if old != nil && old.id != id {
+	moving := old == nil || old.id != id
+	wasUp := c.linkUp.Load()
+	if moving {
 		c.linkUp.Store(false)
 	}
 	if err := c.connectHome(ctx, hs); err != nil {
+		if moving {
+			// A relay that took the connection but not the registration
+			// keeps no connection from the client: it would learn the
+			// client's address and identity for nothing. The old home
+			// is still the home.
+			_ = c.host.Disconnect(transport.NodeID(id))
+			c.host.RemovePeer(transport.NodeID(id))
+			c.linkUp.Store(wasUp && old != nil && c.host.IsConnected(transport.NodeID(old.id)))
+		}
 		return err
 	}
 	c.home.Store(hs)
