@@ -79,6 +79,14 @@ func HomeEpochOf(top *pki.Topology) HomeEpoch {
 const (
 	DefaultRateMultiple = 4.0
 	DefaultEntryBurst   = 64
+	// entryStart is how many packets a newly registered client may send
+	// at once: its bucket starts this full, not EntryBurst full, so a
+	// machine that makes a fresh identity per connection (or reconnects)
+	// gains only entryStart packets per handshake. A client sending at
+	// its Poisson rates λ against a bucket refilled at 4λ overflows one
+	// that starts with 4 tokens with probability ≈ e^(−2.33·4) ≈ 1e-4
+	// per connection (Cramér–Lundberg: e^θ = 1 + 4θ).
+	entryStart = 4
 	// minEntryRate is the entry rate of a network whose client rates sum
 	// to zero (streams off), per client.
 	minEntryRate = 1.0
@@ -105,7 +113,9 @@ type HomeConfig struct {
 	// packets per second (tests, benchmarks).
 	EntryRate float64
 	// EntryBurst is how many packets a client may send at once beyond its
-	// rate (the bucket's depth). Default 64.
+	// rate (the bucket's depth). Default 64. A newly registered client's
+	// bucket starts with 4 (or EntryBurst, if smaller) and fills at the
+	// entry rate.
 	EntryBurst int
 	// Registerer receives the home's metrics; nil keeps them private.
 	Registerer prometheus.Registerer
@@ -282,7 +292,7 @@ func (h *Home) register(from transport.NodeID, req []byte) ([]byte, error) {
 	if c == nil {
 		c = &homeClient{}
 		h.clients[id] = c
-		c.bucket = tokenBucket{rate: h.rate, depth: float64(h.cfg.EntryBurst), level: float64(h.cfg.EntryBurst), last: h.now()}
+		c.bucket = tokenBucket{rate: h.rate, depth: float64(h.cfg.EntryBurst), level: float64(min(entryStart, h.cfg.EntryBurst)), last: h.now()}
 	} else {
 		h.dropTokensLocked(id, c.secret)
 	}

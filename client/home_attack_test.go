@@ -3,9 +3,14 @@ package client
 import (
 	"context"
 	"errors"
+	mrand "math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/strata-mix/strata/sphinx"
 	"github.com/strata-mix/strata/transport"
 )
 
@@ -50,5 +55,75 @@ func TestRefusingHomeKeepsNoConnection(t *testing.T) {
 	eventually(t, 20*time.Second, "loops back through the old home", func() bool { return a.Stats().LoopsReturned >= base+5 })
 	if liar.IsConnected(a.host.ID()) {
 		t.Fatal("the refusing relay is connected to the client again")
+	}
+}
+
+// TestFreshIdentitiesGetNoBurst (attack, A5 at the home, P5): one machine
+// makes a fresh client identity, connects, registers, sends as many entry
+// frames as its link takes, disconnects, and starts over. Each identity is
+// a new client to the home; if each got a full bucket (EntryBurst, 64 by
+// default, five seconds of its rate at the default λs) the churn would
+// multiply one machine's entry rate by 64 per handshake. The home gives a
+// newly registered client only entryStart packets at once: each identity
+// gets through at most that plus its rate over its lifetime, while an
+// honest client of the same home sending at its rate keeps every packet.
+func TestFreshIdentitiesGetNoBurst(t *testing.T) {
+	const rate = 16.0 // the fixture's rates (2 + 1 + 1) × DefaultRateMultiple
+	f := newHomeFixture(t, 1, HomeConfig{})
+	pkt := make([]byte, f.geo.PacketSize())
+	honest, _ := f.connect(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	sent := 0
+	wg.Go(func() { // Poisson at a quarter of its entry rate
+		for ctx.Err() == nil {
+			time.Sleep(time.Duration(mrand.ExpFloat64() / (rate / 4) * float64(time.Second)))
+			if honest.TrySendVia(f.host.ID(), f.first.ID(), pkt) == nil {
+				sent++
+			}
+		}
+	})
+	const identities, frames = 30, 200
+	start := time.Now()
+	var lived time.Duration
+	forwarded := testutil.ToFloat64(f.home.m.entries)
+	for range identities {
+		key := newKey(t)
+		born := time.Now()
+		h, _ := f.connect(t, key)
+		for range frames {
+			for h.TrySendVia(f.host.ID(), f.first.ID(), pkt) != nil {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+		// Every frame counted by the home (forwarded or dropped) before
+		// the identity goes.
+		fw, dr := uint64(0), uint64(0)
+		eventually(t, 10*time.Second, "the identity's frames counted", func() bool {
+			fw, dr = f.home.entryCounts(sphinx.NodeID(h.ID()))
+			return fw+dr == frames
+		})
+		h.Close()
+		eventually(t, 10*time.Second, "the identity forgotten", func() bool { return !f.home.bound(sphinx.NodeID(h.ID())) })
+		lived += time.Since(born)
+	}
+	churn := time.Since(start)
+	got := testutil.ToFloat64(f.home.m.entries) - forwarded
+	cancel()
+	wg.Wait()
+	var hfw, hdr uint64
+	eventually(t, 10*time.Second, "the honest client's packets counted", func() bool {
+		hfw, hdr = f.home.entryCounts(sphinx.NodeID(honest.ID()))
+		return int(hfw+hdr) == sent
+	})
+	got -= float64(hfw)
+	t.Logf("%d identities in %v (%.0f/s): %.0f of %d frames forwarded, %.1f per identity (%.0f packets/s through one machine; its rate limit is %.0f/s); honest: %d of %d forwarded",
+		identities, churn, identities/churn.Seconds(), got, identities*frames, got/identities, got/churn.Seconds(), rate, hfw, sent)
+	if limit := float64(identities*entryStart) + rate*lived.Seconds() + identities; got > limit {
+		t.Fatalf("fresh identities got %.0f frames through, more than %.0f (%d each at once plus their rate over their lifetimes)", got, limit, entryStart)
+	}
+	if hdr != 0 || sent < 5 {
+		t.Fatalf("honest client: %d of %d forwarded", hfw, sent)
 	}
 }

@@ -321,6 +321,7 @@ func TestHomeEntry(t *testing.T) {
 	pkt := make([]byte, f.geo.PacketSize())
 	key := newKey(t)
 	c, _ := f.connect(t, key)
+	time.Sleep(20 * time.Millisecond) // a new client's bucket starts with entryStart; let it fill
 	for range 20 {
 		if err := c.TrySendVia(f.host.ID(), f.first.ID(), pkt); err != nil {
 			t.Fatal(err)
