@@ -315,10 +315,17 @@ func (h *Home) register(from transport.NodeID, req []byte) ([]byte, error) {
 func (h *Home) Connected(transport.NodeID) {}
 
 // Disconnected is the transport's Disconnected hook: the node's last
-// connection closed, so its registration is forgotten.
+// connection closed, so its registration is forgotten. A call for a node
+// that is connected again is stale (the transport checks, then calls; the
+// node may have reconnected and registered in between) and is ignored:
+// the check runs under the home's lock, which register takes too, so a
+// registration is either seen connected here or made after.
 func (h *Home) Disconnected(id transport.NodeID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.host.IsConnected(id) {
+		return
+	}
 	n := sphinx.NodeID(id)
 	c, ok := h.clients[n]
 	if !ok {

@@ -127,3 +127,29 @@ func TestFreshIdentitiesGetNoBurst(t *testing.T) {
 		t.Fatalf("honest client: %d of %d forwarded", hfw, sent)
 	}
 }
+
+// TestStaleDisconnectKeepsRegistration (fault, A9): the transport checks
+// that a node's last connection is gone and then calls the home's
+// Disconnected hook; a client that reconnects and registers in between
+// (a quick reconnect on a loaded machine) must not be forgotten by the
+// late call, or it would sit connected, registered in its own view, while
+// the home drops its entry frames and pushes (unknown_token) until the
+// next disconnect — forever on a stable link. A Disconnected for a node
+// that is connected is ignored; one for a node that is gone still forgets
+// it.
+func TestStaleDisconnectKeepsRegistration(t *testing.T) {
+	f := newHomeFixture(t, 1, HomeConfig{EntryRate: 10000})
+	key := newKey(t)
+	c, got := f.connect(t, key)
+	id := sphinx.NodeID(c.ID())
+	f.home.Disconnected(c.ID()) // late: the client is connected and registered
+	if !f.home.bound(id) {
+		t.Fatal("a stale Disconnected forgot a connected, registered client")
+	}
+	var sid sphinx.SURBID
+	sid[0] = 7
+	f.home.Deliver(f.token(key, 1), sid, f.payload(7))
+	f.expectPush(t, got, sid, f.payload(7))
+	c.Close()
+	eventually(t, 10*time.Second, "a client that left forgotten", func() bool { return !f.home.bound(id) })
+}
