@@ -55,7 +55,10 @@ type Config struct {
 	// pki.TopologyCache's Current, or a fixed document in tests). Required.
 	Topology func() *pki.Topology
 	// Rates overrides the topology's Loopix rates; nil takes them from the
-	// topology the client starts with.
+	// topology the client starts with. The home limits a client's entry
+	// frames to HomeConfig.RateMultiple (4) times the topology's rates, and
+	// a newly registered client starts with 4 packets in hand, so rates
+	// above the topology's lose packets at the home.
 	Rates *Rates
 	// SendQueue is how many packets Send may queue for the payload
 	// stream; default 256.

@@ -89,6 +89,9 @@ func TestClientsLoopAndReplyThroughTheStrata(t *testing.T) {
 	defer cancel()
 	p := chainParams()
 	p.EpochBlocks, p.TopologyLead = 200, 50 // no epoch change during the test
+	// The clients' rates: a home limits its clients' entry frames to 4× the
+	// network's λs, and a new client starts with only a few packets in hand.
+	p.LambdaP, p.LambdaL, p.LambdaD = 20, 10, 5
 	_, cache := startChainRelays(t, ctx, p, 3)
 	rates := client.Rates{Payload: 20, Loop: 10, Drop: 5}
 	a := newTestClient(t, ctx, cache, 0, rates)

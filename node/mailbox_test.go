@@ -48,6 +48,9 @@ func TestMailboxStoresAndPushesThroughSURBs(t *testing.T) {
 	defer cancel()
 	p := chainParams()
 	p.EpochBlocks, p.TopologyLead = 200, 50
+	// The clients' rates: a home limits its clients' entry frames to 4× the
+	// network's λs, and a new client starts with only a few packets in hand.
+	p.LambdaP, p.LambdaL, p.LambdaD = 20, 2, 2
 	cc, cache := startChainRelays(t, ctx, p, 3)
 	_, done := startMailboxNode(t, ctx, cc, t.TempDir())
 	t.Cleanup(func() {
