@@ -68,11 +68,17 @@ func (c *Client) buildSlots(s *Scheduler, ready chan<- outgoing) {
 			<-c.ctx.Done()
 			return
 		}
-		timer.Reset(time.Until(slot.Due.Add(-buildAhead)))
-		select {
-		case <-c.ctx.Done():
+		// A slot already due takes no timer: a client behind its
+		// schedule skips overdue slots at the cost of drawing them.
+		if wait := time.Until(slot.Due.Add(-buildAhead)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-timer.C:
+			}
+		} else if c.ctx.Err() != nil {
 			return
-		case <-timer.C:
 		}
 		if time.Since(slot.Due) > maxSlotLate {
 			c.m.missed.Inc()
