@@ -110,6 +110,9 @@ func TestFreshIdentitiesGetNoBurst(t *testing.T) {
 	}
 	churn := time.Since(start)
 	got := testutil.ToFloat64(f.home.m.entries) - forwarded
+	honestSoFar, _ := f.home.entryCounts(sphinx.NodeID(honest.ID()))
+	got -= float64(honestSoFar) // the honest client's, up to here
+	time.Sleep(3*time.Second - churn) // the honest client sends ≈ 12 packets in all
 	cancel()
 	wg.Wait()
 	var hfw, hdr uint64
@@ -117,13 +120,12 @@ func TestFreshIdentitiesGetNoBurst(t *testing.T) {
 		hfw, hdr = f.home.entryCounts(sphinx.NodeID(honest.ID()))
 		return int(hfw+hdr) == sent
 	})
-	got -= float64(hfw)
 	t.Logf("%d identities in %v (%.0f/s): %.0f of %d frames forwarded, %.1f per identity (%.0f packets/s through one machine; its rate limit is %.0f/s); honest: %d of %d forwarded",
 		identities, churn, identities/churn.Seconds(), got, identities*frames, got/identities, got/churn.Seconds(), rate, hfw, sent)
 	if limit := float64(identities*entryStart) + rate*lived.Seconds() + identities; got > limit {
 		t.Fatalf("fresh identities got %.0f frames through, more than %.0f (%d each at once plus their rate over their lifetimes)", got, limit, entryStart)
 	}
-	if hdr != 0 || sent < 5 {
+	if hdr != 0 || sent < 3 {
 		t.Fatalf("honest client: %d of %d forwarded", hfw, sent)
 	}
 }
