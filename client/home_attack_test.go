@@ -111,7 +111,7 @@ func TestFreshIdentitiesGetNoBurst(t *testing.T) {
 	churn := time.Since(start)
 	got := testutil.ToFloat64(f.home.m.entries) - forwarded
 	honestSoFar, _ := f.home.entryCounts(sphinx.NodeID(honest.ID()))
-	got -= float64(honestSoFar) // the honest client's, up to here
+	got -= float64(honestSoFar)       // the honest client's, up to here
 	time.Sleep(3*time.Second - churn) // the honest client sends ≈ 12 packets in all
 	cancel()
 	wg.Wait()

@@ -243,7 +243,25 @@ func TestRealTrafficDoesNotChangeTiming(t *testing.T) {
 	n := mustNet(t, o)
 	src := &coinSource{dest: ToMailbox(n.mboxes[0].id()), rng: mrand.New(mrand.NewPCG(1, 2))}
 	recs := observeWire(t, n, 80, 6*time.Second, func(ctx context.Context, c *Client) { c.SetSource(src); <-ctx.Done() })
-	var real, cover []float64
+	real, cover := latenessOf(t, recs)
+	med := medianSeconds
+	d, crit := ksTwo(real, cover)
+	t.Logf("%d real, %d cover: median lateness %v vs %v; two-sample KS %.4f (critical %.4f)", len(real), len(cover), med(real), med(cover), d, crit)
+	if d > crit {
+		t.Fatalf("real packets' lateness differs from cover's: two-sample KS %.4f > %.4f", d, crit)
+	}
+	// The one-sided rank test is the more powerful for a shift: real
+	// packets later than cover at α = 0.001.
+	if z := mannWhitneyZ(real, cover); z > 3.09 {
+		t.Fatalf("real packets leave later than cover: Mann–Whitney z = %.2f > 3.09 (medians %v vs %v)", z, med(real), med(cover))
+	}
+}
+
+// latenessOf splits the records' lateness at the home (arrival − slot
+// due, in seconds) into real and cover packets, and fails the test when
+// either has fewer than 100 for the statistics.
+func latenessOf(t *testing.T, recs []wireRecord) (real, cover []float64) {
+	t.Helper()
 	for _, r := range recs {
 		l := r.arrived.Sub(r.due).Seconds()
 		if r.real {
@@ -255,21 +273,14 @@ func TestRealTrafficDoesNotChangeTiming(t *testing.T) {
 	if len(real) < 100 || len(cover) < 100 {
 		t.Fatalf("%d real and %d cover packets: too few", len(real), len(cover))
 	}
-	med := func(x []float64) time.Duration {
-		x = slices.Clone(x)
-		slices.Sort(x)
-		return time.Duration(x[len(x)/2] * float64(time.Second))
-	}
-	d, crit := ksTwo(real, cover)
-	t.Logf("%d real, %d cover: median lateness %v vs %v; two-sample KS %.4f (critical %.4f)", len(real), len(cover), med(real), med(cover), d, crit)
-	if d > crit {
-		t.Fatalf("real packets' lateness differs from cover's: two-sample KS %.4f > %.4f", d, crit)
-	}
-	// The one-sided rank test is the more powerful for a shift: real
-	// packets later than cover at α = 0.001.
-	if z := mannWhitneyZ(real, cover); z > 3.09 {
-		t.Fatalf("real packets leave later than cover: Mann–Whitney z = %.2f > 3.09 (medians %v vs %v)", z, med(real), med(cover))
-	}
+	return real, cover
+}
+
+// medianSeconds is the median of x, seconds, as a duration.
+func medianSeconds(x []float64) time.Duration {
+	x = slices.Clone(x)
+	slices.Sort(x)
+	return time.Duration(x[len(x)/2] * float64(time.Second))
 }
 
 // mannWhitneyZ returns the normal approximation of the Mann–Whitney U

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"math"
 	mrand "math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,23 +62,8 @@ func TestRepliesLeaveLikeCover(t *testing.T) {
 		src.stock = append(src.stock, d)
 	}
 	recs := observeWire(t, n, 80, 6*time.Second, func(ctx context.Context, c *Client) { c.SetSource(src); <-ctx.Done() })
-	var real, cover []float64
-	for _, r := range recs {
-		l := r.arrived.Sub(r.due).Seconds()
-		if r.real {
-			real = append(real, l)
-		} else {
-			cover = append(cover, l)
-		}
-	}
-	if len(real) < 100 || len(cover) < 100 {
-		t.Fatalf("%d replies and %d cover packets: too few", len(real), len(cover))
-	}
-	med := func(x []float64) time.Duration {
-		x = slices.Clone(x)
-		slices.Sort(x)
-		return time.Duration(x[len(x)/2] * float64(time.Second))
-	}
+	real, cover := latenessOf(t, recs)
+	med := medianSeconds
 	d, crit := ksTwo(real, cover)
 	z := mannWhitneyZ(real, cover)
 	t.Logf("%d replies, %d cover: median lateness %v vs %v; two-sample KS %.4f (critical %.4f); Mann–Whitney z %.2f",
