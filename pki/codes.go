@@ -31,7 +31,7 @@ const (
 	CodeDuplicateVRF      Code = 14 // the relay already submitted its VRF this epoch
 	CodeKeyEpoch          Code = 15 // mix key for an epoch outside the publication window
 	CodeKeyConflict       Code = 16 // a different mix key is already published for that epoch
-	CodeBadKey            Code = 17 // a mix key that cannot be used (all zero)
+	CodeBadKey            Code = 17 // a mix key of small order (sphinx.PublicKey.Validate)
 	CodeBadAddress        Code = 18 // a libp2p address that does not parse or names a peer
 	CodeNoBeacon          Code = 19 // no epoch has opened yet, so there is no beacon
 	CodeInternal          Code = 20 // the application failed; the node logs why

@@ -114,6 +114,11 @@ func decodeNodeInfo(d *dec) NodeInfo {
 	var n NodeInfo
 	d.fixed(n.IdentityKey[:], "identity key")
 	d.fixed(n.MixKey[:], "mix key")
+	if d.err == nil {
+		if err := n.MixKey.Validate(); err != nil {
+			d.err = fmt.Errorf("%w: mix key at byte %d: %w", ErrMalformed, d.off-len(n.MixKey), err)
+		}
+	}
 	c := int(d.u8("address count"))
 	if d.err == nil && c > maxAddrs {
 		d.fail("%d addresses, at most %d", c, maxAddrs)
@@ -134,7 +139,10 @@ const maxDocNodes = 1 << 20
 // DecodeTopology parses a topology document and checks that it is
 // consistent: its strata and order are those NewGraph derives from its
 // VRF outputs and beacon, no node appears twice, mailboxes are in id
-// order. It fills in every relay's Next.
+// order, and every mix key passes [sphinx.PublicKey.Validate] (the chain
+// never admits one that fails, so a document carrying one is refused
+// whole and a client keeps its last good topology). It fills in every
+// relay's Next.
 func DecodeTopology(b []byte) (*Topology, error) {
 	d := &dec{b: b}
 	var magic [len(docMagic)]byte

@@ -78,7 +78,9 @@ func (m *Machine) EndBlock(height int64) error {
 
 // freeze builds and stores the topology of epoch from the relays admitted
 // now that hold a mix key for it and a VRF output on beacon (the beacon of
-// epoch-1, or of epoch 0 for epoch 0).
+// epoch-1, or of epoch 0 for epoch 0). A key that fails
+// sphinx.PublicKey.Validate (none can enter the state, but a state written
+// by an older rule could hold one) leaves its node out, as a missing key does.
 func (m *Machine) freeze(epoch uint64, beacon [32]byte) error {
 	vrfEpoch := uint64(0)
 	if epoch > 0 {
@@ -95,7 +97,7 @@ func (m *Machine) freeze(epoch uint64, beacon [32]byte) error {
 			continue
 		}
 		key, ok := m.st.mixKey(n.ID, epoch)
-		if !ok {
+		if !ok || key.Validate() != nil {
 			continue
 		}
 		info := NodeInfo{ID: n.ID, IdentityKey: n.Key, Addrs: n.Addrs, MixKey: key}

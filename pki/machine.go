@@ -6,8 +6,6 @@ import (
 	"slices"
 
 	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/strata-mix/strata/sphinx"
 )
 
 // Validator is a member of the chain's validator set as the application
@@ -211,8 +209,8 @@ func (m *Machine) mixKeys(tx *Tx, mk *MixKeys, ei EpochInfo) error {
 		return reject(CodeKeyEpoch, "keys for epochs %d to %d, the window is %d to %d", mk.First, last, lo, hi)
 	}
 	for i, k := range mk.Keys {
-		if k == (sphinx.PublicKey{}) {
-			return reject(CodeBadKey, "zero key for epoch %d", mk.First+uint64(i))
+		if err := k.Validate(); err != nil {
+			return reject(CodeBadKey, "key for epoch %d: %v", mk.First+uint64(i), err)
 		}
 		if old, ok := m.st.mixKey(id, mk.First+uint64(i)); ok && old != k {
 			return reject(CodeKeyConflict, "epoch %d already has another key", mk.First+uint64(i))

@@ -186,9 +186,9 @@ func TestMixKeysArePublishedAheadAndExpire(t *testing.T) {
 			t.Fatalf("no key for epoch %d", e)
 		}
 	}
-	conflict := &MixKeys{First: 2, Keys: []sphinx.PublicKey{{1}}}
+	conflict := &MixKeys{First: 2, Keys: []sphinx.PublicKey{mixKeyOf(detKey("other", 0), 2)}}
 	same := &MixKeys{First: 2, Keys: []sphinx.PublicKey{mixKeyOf(relay, 2)}}
-	tooFar := &MixKeys{First: 5, Keys: []sphinx.PublicKey{{1}}}
+	tooFar := &MixKeys{First: 5, Keys: []sphinx.PublicKey{mixKeyOf(relay, 5)}}
 	zero := &MixKeys{First: 4, Keys: []sphinx.PublicKey{{}}}
 	errs := c.block(c.sign(relay, 0, conflict), c.sign(relay, 0, same), c.sign(relay, 0, tooFar), c.sign(relay, 0, zero))
 	for i, want := range []Code{CodeKeyConflict, CodeOK, CodeKeyEpoch, CodeBadKey} {
@@ -318,9 +318,10 @@ func TestEveryRejectionHasItsOwnCode(t *testing.T) {
 		{"vrf on another beacon", c.sign(relay, 0, vrfWrong), CodeWrongBeacon},
 		{"vrf proof of another key", c.sign(noVRF, 0, vrfStranger), CodeBadVRF},
 		{"second vrf", c.sign(relay, 0, randomizedVRF(t, relay, ei.Beacon)), CodeDuplicateVRF},
-		{"key too far ahead", c.sign(relay, 0, &MixKeys{First: 9, Keys: []sphinx.PublicKey{{1}}}), CodeKeyEpoch},
-		{"other key for an epoch", c.sign(relay, 0, &MixKeys{First: 1, Keys: []sphinx.PublicKey{{1}}}), CodeKeyConflict},
+		{"key too far ahead", c.sign(relay, 0, &MixKeys{First: 9, Keys: []sphinx.PublicKey{mixKeyOf(relay, 9)}}), CodeKeyEpoch},
+		{"other key for an epoch", c.sign(relay, 0, &MixKeys{First: 1, Keys: []sphinx.PublicKey{mixKeyOf(stranger, 1)}}), CodeKeyConflict},
 		{"zero key", c.sign(relay, 0, &MixKeys{First: 4, Keys: []sphinx.PublicKey{{}}}), CodeBadKey},
+		{"small-order key", c.sign(relay, 0, &MixKeys{First: 4, Keys: []sphinx.PublicKey{{1}}}), CodeBadKey},
 		{"address naming a peer", powSigned(t, c, stranger, badAddr), CodeBadAddress},
 		{"unknown role", powSigned(t, c, stranger, badRole), CodeWrongRole},
 		{"same attestation again", c.sign(c.vals[0], 0, &Attestation{Subject: idOf(relay)}), CodeReplayed},

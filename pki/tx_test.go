@@ -161,6 +161,10 @@ func FuzzApplyTx(f *testing.F) {
 	c := newChain(f, testParams(), 1)
 	c.mustBlock()
 	c.join(keysOf("relay", 3), nil)
+	for _, k := range []sphinx.PublicKey{{1}, mixKeyOf(key, 9)} { // small order; valid, unpublished
+		raw, _ := SignTx(testChainID, 0, key, &MixKeys{First: 4, Keys: []sphinx.PublicKey{k}})
+		f.Add(raw)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s := newKV(c.kv.base)
 		m, err := newMachine(s)
