@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -133,11 +134,30 @@ func NewProber(chainID string) (*Prober, error) {
 	return &Prober{h: h, chainID: chainID}, nil
 }
 
+// forget closes every connection to pid and drops its addresses.
+func (p *Prober) forget(pid peer.ID) {
+	_ = p.h.Network().ClosePeer(pid)
+	p.h.Peerstore().ClearAddrs(pid)
+}
+
+// names reports whether m has one of the protocols.
+func names(m ma.Multiaddr, codes ...int) bool {
+	for _, c := range m.Protocols() {
+		if slices.Contains(codes, c.Code) {
+			return true
+		}
+	}
+	return false
+}
+
 // Close stops the prober's host.
 func (p *Prober) Close() error { return p.h.Close() }
 
 // Probe checks that the node with identity key pub answers at addrs: it
-// connects, sends a challenge and verifies the signed answer.
+// connects, dialling only addrs (never an address the prober learned
+// otherwise), sends a challenge and verifies the signed answer. When every
+// address names an IP (no /dns component), the connection's remote
+// address must also be one of addrs.
 func (p *Prober) Probe(ctx context.Context, pub [ed25519.PublicKeySize]byte, addrs []string) error {
 	pk, err := crypto.UnmarshalEd25519PublicKey(pub[:])
 	if err != nil {
@@ -148,23 +168,31 @@ func (p *Prober) Probe(ctx context.Context, pub [ed25519.PublicKeySize]byte, add
 		return fmt.Errorf("%w: peer id: %w", ErrProbe, err)
 	}
 	info := peer.AddrInfo{ID: pid}
+	resolved := true // every address names an IP, so the connection's remote address must be one of them
 	for _, a := range addrs {
 		m, err := ma.NewMultiaddr(a)
 		if err != nil {
 			return fmt.Errorf("%w: address %q: %w", ErrProbe, a, err)
 		}
 		info.Addrs = append(info.Addrs, m)
+		resolved = resolved && !names(m, ma.P_DNS, ma.P_DNS4, ma.P_DNS6, ma.P_DNSADDR)
 	}
-	defer p.h.Network().ClosePeer(pid)
-	defer p.h.Peerstore().ClearAddrs(pid)
+	// Start clean: a connection or addresses left from an earlier probe
+	// (identify records a peer's own listen addresses) would let the node
+	// answer somewhere it did not register.
+	p.forget(pid)
+	defer p.forget(pid)
 	if err := p.h.Connect(ctx, info); err != nil {
 		return fmt.Errorf("%w: connect %s: %w", ErrProbe, pid, err)
 	}
-	s, err := p.h.NewStream(ctx, pid, ProbeProtocol)
+	s, err := p.h.NewStream(network.WithNoDial(ctx, "probe"), pid, ProbeProtocol)
 	if err != nil {
 		return fmt.Errorf("%w: open stream: %w", ErrProbe, err)
 	}
 	defer s.Close()
+	if remote := s.Conn().RemoteMultiaddr(); resolved && !slices.ContainsFunc(info.Addrs, remote.Equal) {
+		return fmt.Errorf("%w: %s answered at %s, which it did not register", ErrProbe, pid, remote)
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
 	}
