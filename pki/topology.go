@@ -2,8 +2,6 @@ package pki
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -43,9 +41,10 @@ type Graph struct {
 	// K is the number of successors of each relay; a relay links to every
 	// relay of the next layer when K is at least that layer's size.
 	K int
-	// offsets[i] rotates the links from layer i to layer i+1.
-	offsets []int
-	index   map[sphinx.NodeID]position
+	// succ[i] holds the successor slots of layer i's relays, min(K, m) a
+	// relay, in slot order (see links).
+	succ  [][]int32
+	index map[sphinx.NodeID]position
 }
 
 type position struct{ layer, slot int }
@@ -53,8 +52,8 @@ type position struct{ layer, slot int }
 // NewGraph sorts relays into layers strata by VRF output (ties, which an
 // honest VRF never produces, broken by id) and cuts them into strata whose
 // sizes differ by at most one, the earlier strata taking the extra relays.
-// Links from layer i to layer i+1 follow Successors, rotated by an offset
-// drawn from the beacon.
+// Links from layer i to layer i+1 are drawn from the beacon as in
+// NewGraphFromLayers.
 func NewGraph(relays []Ranked, layers, k int, beacon [32]byte) (*Graph, error) {
 	if layers < 1 {
 		return nil, fmt.Errorf("%w: %d layers", ErrTopology, layers)
@@ -88,8 +87,11 @@ func NewGraph(relays []Ranked, layers, k int, beacon [32]byte) (*Graph, error) {
 }
 
 // NewGraphFromLayers builds a graph whose strata are given, in order (a
-// static topology file, or a simulator); links follow Successors as in
-// NewGraph.
+// static topology file, or a simulator). The links from layer i to layer
+// i+1 are a bipartite graph drawn from the beacon and i: each relay links
+// to min(k, m) distinct relays of the next layer of m, and the next
+// layer's in-degrees differ by at most one (docs/pki.md, "Restricted
+// routes").
 func NewGraphFromLayers(layers [][]sphinx.NodeID, k int, beacon [32]byte) (*Graph, error) {
 	if len(layers) < 1 {
 		return nil, fmt.Errorf("%w: no layers", ErrTopology)
@@ -97,7 +99,7 @@ func NewGraphFromLayers(layers [][]sphinx.NodeID, k int, beacon [32]byte) (*Grap
 	if k < 1 {
 		return nil, fmt.Errorf("%w: k = %d", ErrTopology, k)
 	}
-	g := &Graph{Layers: make([][]sphinx.NodeID, len(layers)), K: k, offsets: make([]int, len(layers)), index: map[sphinx.NodeID]position{}}
+	g := &Graph{Layers: make([][]sphinx.NodeID, len(layers)), K: k, succ: make([][]int32, len(layers)-1), index: map[sphinx.NodeID]position{}}
 	for i, layer := range layers {
 		if len(layer) == 0 {
 			return nil, fmt.Errorf("%w: layer %d is empty", ErrTopology, i)
@@ -110,26 +112,15 @@ func NewGraphFromLayers(layers [][]sphinx.NodeID, k int, beacon [32]byte) (*Grap
 			g.index[id] = position{i, j}
 		}
 	}
-	for i := range g.offsets {
-		h := sha256.Sum256(append([]byte(fmt.Sprintf("strata-topology-v1 offset %d ", i)), beacon[:]...))
-		g.offsets[i] = int(binary.BigEndian.Uint64(h[:8]) % uint64(len(g.Layers[(i+1)%len(layers)])))
+	for i := range g.succ {
+		var prev []int32
+		kPrev := 0
+		if i > 0 {
+			prev, kPrev = g.succ[i-1], min(k, len(g.Layers[i]))
+		}
+		g.succ[i] = chooseLinks(beacon, i, len(g.Layers[i]), len(g.Layers[i+1]), k, prev, kPrev)
 	}
 	return g, nil
-}
-
-// Successors returns the slots in layer i+1 that slot j of layer i links to:
-// with n relays in layer i and m in layer i+1, the min(k, m) consecutive
-// slots starting at ⌊j·m/n⌋ + offset (mod m). Every relay has the same
-// out-degree and in-degrees differ by at most about one, so a route drawn
-// uniformly hop by hop is uniform over all valid routes.
-func Successors(j, n, m, k, offset int) []int {
-	k = min(k, m)
-	out := make([]int, k)
-	base := j*m/n + offset
-	for t := range k {
-		out[t] = (base + t) % m
-	}
-	return out
 }
 
 // Next returns the relays of layer+1 that relay slot j of layer links to.
@@ -138,7 +129,8 @@ func (g *Graph) Next(layer, j int) []sphinx.NodeID {
 		return nil
 	}
 	next := g.Layers[layer+1]
-	slots := Successors(j, len(g.Layers[layer]), len(next), g.K, g.offsets[layer])
+	k := min(g.K, len(next))
+	slots := g.succ[layer][j*k : (j+1)*k]
 	ids := make([]sphinx.NodeID, len(slots))
 	for t, s := range slots {
 		ids[t] = next[s]
@@ -171,7 +163,11 @@ func (g *Graph) ValidRoute(route []sphinx.NodeID) bool {
 }
 
 // RandomRoute draws a route uniformly among the valid ones, with intn(n)
-// returning a uniform integer in [0, n).
+// returning a uniform integer in [0, n): every relay of a layer has the
+// same out-degree, so each first hop begins the same number of valid
+// routes and choosing each hop uniformly gives every valid route the same
+// probability. (A relay's share of routes is not uniform: it follows its
+// in-degree, which differs by at most one within a layer.)
 func (g *Graph) RandomRoute(intn func(int) int) []sphinx.NodeID {
 	route := make([]sphinx.NodeID, len(g.Layers))
 	slot := intn(len(g.Layers[0]))

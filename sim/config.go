@@ -41,7 +41,8 @@ type Topology uint8
 
 const (
 	// Restricted links each relay to k relays of the next stratum, by the
-	// PKI's successor rule (pki.Successors).
+	// PKI's link rule (pki.NewGraph: a k-regular bipartite graph drawn
+	// from the beacon).
 	Restricted Topology = iota
 	// FullMesh links each relay to every relay of the next stratum: the
 	// same graph with k at least the size of a stratum.

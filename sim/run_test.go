@@ -124,8 +124,8 @@ func TestCorruptRelaysRemoveAnonymity(t *testing.T) {
 }
 
 func TestRestrictedRoutesNarrowTheExit(t *testing.T) {
-	// With k successors in consecutive slots, a target can leave through at
-	// most 2k−1 relays of the third stratum; with k = 1 through one.
+	// With k successors a relay, a target can leave through at most k² relays
+	// of the third stratum; with k = 1 through one.
 	c := small()
 	c.Relays = 24
 	run := func(top Topology, k int) float64 {
@@ -141,6 +141,30 @@ func TestRestrictedRoutesNarrowTheExit(t *testing.T) {
 	t.Logf("entropy k=1 %.3f, k=4 %.3f, full mesh %.3f bits", one, four, mesh)
 	if !(one+2 < four && four < mesh) {
 		t.Fatalf("entropy k=1 %.3f, k=4 %.3f, mesh %.3f: want it rising with the out-degree", one, four, mesh)
+	}
+}
+
+// TestRestrictedRoutesMixNearlyAsWellAsTheMesh is issue 16's entropy
+// figure: with 30 relays a stratum and k = 8, the v1 ring lattice cost
+// 1.2 bits against the full mesh on this configuration (50 ms hops, 2,000
+// clients); the beacon-drawn links must cost well under half of that.
+func TestRestrictedRoutesMixNearlyAsWellAsTheMesh(t *testing.T) {
+	c := small()
+	c.Clients, c.Relays, c.Targets = 2000, 90, 200
+	c.Delay = sphinx.DelayPolicy{Mean: 50 * time.Millisecond}
+	entropy := func(top Topology) float64 {
+		t.Helper()
+		c.Topology, c.Successors = top, 8
+		r, err := Run(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Entropy.Mean
+	}
+	restricted, mesh := entropy(Restricted), entropy(FullMesh)
+	t.Logf("entropy restricted k = 8 %.3f, full mesh %.3f bits: cost %.3f", restricted, mesh, mesh-restricted)
+	if mesh-restricted > 0.5 {
+		t.Fatalf("restricted routes cost %.3f bits against the mesh, want at most 0.5", mesh-restricted)
 	}
 }
 
