@@ -20,6 +20,7 @@ func chainParams() pki.Params {
 	p := pki.DefaultParams()
 	p.EpochBlocks, p.TopologyLead = 30, 10
 	p.PowBits = 6
+	p.PublicAddrsOnly = false
 	p.KeysAhead = 3
 	p.MeanDelay = 5 * time.Millisecond
 	p.LambdaM = 20

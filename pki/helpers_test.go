@@ -19,6 +19,7 @@ func testParams() Params {
 	p.EpochBlocks = 10
 	p.TopologyLead = 3
 	p.PowBits = 4
+	p.PublicAddrsOnly = false
 	return p
 }
 

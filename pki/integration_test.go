@@ -23,6 +23,7 @@ func integrationParams() Params {
 	p.TopologyLead = 10
 	p.Successors = 2
 	p.PowBits = 8
+	p.PublicAddrsOnly = false
 	p.KeysAhead = 3
 	return p
 }

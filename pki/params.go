@@ -44,6 +44,20 @@ type Params struct {
 	// PendingEpochs is how many epochs an intention waits for admission
 	// before it is forgotten. Default 2.
 	PendingEpochs uint64 `json:"pending_epochs"`
+	// MaxPendingPerEpoch caps how many intentions the chain accepts in
+	// one epoch; later ones are refused until the next epoch. It bounds
+	// the probe work spam can ask of validators. Default 256.
+	MaxPendingPerEpoch uint32 `json:"max_pending_per_epoch"`
+	// PowStep makes the proof of work adapt to demand: each PowStep
+	// intentions accepted in the current epoch raise the bits an
+	// intention needs by one (docs/pki.md, "Anti-spam"). 0 keeps the
+	// difficulty at PowBits. Default 16.
+	PowStep uint32 `json:"pow_step"`
+	// PublicAddrsOnly refuses intentions naming loopback, private,
+	// link-local, unspecified or multicast addresses, so validators are
+	// never made to probe internal networks. On for production chains
+	// (the default), off for local testnets.
+	PublicAddrsOnly bool `json:"public_addrs_only"`
 }
 
 // Defaults of the network parameters.
@@ -54,6 +68,8 @@ const (
 	DefaultKeysAhead     = 4
 	DefaultDropAfter     = 3
 	DefaultPendingEpochs = 2
+	DefaultMaxPending    = 256
+	DefaultPowStep       = 16
 	DefaultLambdaP       = 2.0
 	DefaultLambdaL       = 0.5
 	DefaultLambdaD       = 0.5
@@ -76,6 +92,10 @@ func DefaultParams() Params {
 		KeysAhead:     DefaultKeysAhead,
 		DropAfter:     DefaultDropAfter,
 		PendingEpochs: DefaultPendingEpochs,
+
+		MaxPendingPerEpoch: DefaultMaxPending,
+		PowStep:            DefaultPowStep,
+		PublicAddrsOnly:    true,
 	}
 }
 
@@ -104,6 +124,8 @@ func (p Params) Validate() error {
 		return bad("keys ahead %d (1 to %d)", p.KeysAhead, maxKeysPerTx)
 	case p.DropAfter < 1 || p.PendingEpochs < 1:
 		return bad("drop after %d, pending epochs %d (both at least 1)", p.DropAfter, p.PendingEpochs)
+	case p.MaxPendingPerEpoch < 1 || p.MaxPendingPerEpoch > 1<<20:
+		return bad("max pending per epoch %d (1 to 2^20)", p.MaxPendingPerEpoch)
 	}
 	for _, r := range []float64{p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM} {
 		if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
@@ -128,6 +150,13 @@ func (p Params) encode(e *enc) {
 	e.u64(p.KeysAhead)
 	e.u64(p.DropAfter)
 	e.u64(p.PendingEpochs)
+	e.u32(p.MaxPendingPerEpoch)
+	e.u32(p.PowStep)
+	if p.PublicAddrsOnly {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
 }
 
 func decodeParams(d *dec) Params {
@@ -145,6 +174,14 @@ func decodeParams(d *dec) Params {
 	p.KeysAhead = d.u64("keys ahead")
 	p.DropAfter = d.u64("drop after")
 	p.PendingEpochs = d.u64("pending epochs")
+	p.MaxPendingPerEpoch = d.u32("max pending per epoch")
+	p.PowStep = d.u32("pow step")
+	switch b := d.u8("public addrs only"); b {
+	case 0, 1:
+		p.PublicAddrsOnly = b == 1
+	default:
+		d.fail("public addrs only is %d (0 or 1)", b)
+	}
 	if d.err == nil {
 		if err := p.Validate(); err != nil {
 			d.fail("%v", err)

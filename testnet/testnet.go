@@ -107,6 +107,7 @@ func (c *Config) params() pki.Params {
 	p.EpochBlocks = c.EpochBlocks
 	p.TopologyLead = c.EpochBlocks / 4
 	p.PowBits = 12
+	p.PublicAddrsOnly = false // every node of a local testnet listens on loopback
 	p.MeanDelay = c.MeanDelay
 	for _, r := range []struct {
 		dst *float64

@@ -91,7 +91,7 @@ func newValidatorInitCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&home, "home", defaultHome(), "validator home directory")
 	f.StringVar(&chainID, "chain-id", "strata-local", "chain id of a new chain")
-	f.BoolVar(&testnet, "testnet", false, "testnet parameters: 60-block epochs, 12-bit proof of work (explicit flags win)")
+	f.BoolVar(&testnet, "testnet", false, "testnet parameters: 60-block epochs, 12-bit proof of work, private addresses allowed (explicit flags win)")
 	f.BoolVar(&noGenesis, "no-genesis", false, "create only the keys (for a validator of a chain whose genesis comes from elsewhere)")
 	f.StringSliceVar(&others, "validator", nil, "consensus key (hex) of another genesis validator; repeatable")
 	f.Uint64Var(&p.EpochBlocks, "epoch-blocks", p.EpochBlocks, "epoch length in blocks")
@@ -102,6 +102,9 @@ func newValidatorInitCmd() *cobra.Command {
 	f.Uint64Var(&p.KeysAhead, "keys-ahead", p.KeysAhead, "epochs ahead a node may publish mix keys")
 	f.Uint64Var(&p.DropAfter, "drop-after", p.DropAfter, "epochs without a quorum of attestations before a node is dropped")
 	f.Uint64Var(&p.PendingEpochs, "pending-epochs", p.PendingEpochs, "epochs an intention waits for admission")
+	f.Uint32Var(&p.MaxPendingPerEpoch, "max-pending", p.MaxPendingPerEpoch, "intentions the chain accepts per epoch")
+	f.Uint32Var(&p.PowStep, "pow-step", p.PowStep, "intentions accepted in an epoch per extra proof-of-work bit (0: fixed difficulty)")
+	f.BoolVar(&p.PublicAddrsOnly, "public-addrs-only", p.PublicAddrsOnly, "refuse intentions naming loopback, private or link-local addresses (--testnet turns it off)")
 	f.Float64Var(&p.LambdaP, "lambda-p", p.LambdaP, "clients' Loopix payload rate (packets/s)")
 	f.Float64Var(&p.LambdaL, "lambda-l", p.LambdaL, "clients' Loopix loop rate (packets/s)")
 	f.Float64Var(&p.LambdaD, "lambda-d", p.LambdaD, "clients' Loopix drop rate (packets/s)")
@@ -122,6 +125,9 @@ func testnetParams(cmd *cobra.Command, p pki.Params) pki.Params {
 	}
 	if !set("pow-bits") {
 		p.PowBits = 12
+	}
+	if !set("public-addrs-only") {
+		p.PublicAddrsOnly = false
 	}
 	return p
 }
