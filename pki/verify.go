@@ -17,25 +17,69 @@ import (
 
 // VerifierConfig configures a Verifier.
 type VerifierConfig struct {
-	// Primary is the RPC endpoint queries go to. Required.
-	Primary string
-	// Witnesses are other validators' RPC endpoints that the light client
-	// cross-checks headers with. Default: the primary (which then
-	// detects no forks but still checks every header's signatures).
+	// Endpoints are validators' RPC endpoints ("http://host:26657"), in
+	// order of preference; at least one (or Primary). Queries and
+	// broadcasts go to the first that answers; every other serves as a
+	// witness.
+	Endpoints []string
+	// Witnesses are extra endpoints used only as witnesses (optional).
 	Witnesses []string
+	// Primary is folded into Endpoints, first.
+	//
+	// Deprecated: use Endpoints.
+	Primary string
 	// TrustHeight and TrustHash are the root of trust: a header the
 	// client knows is on the chain, obtained out of band (the validator
-	// prints it; see docs/pki.md). Required.
+	// prints it; see docs/pki.md). Required unless StoreDir holds a
+	// trusted header within the trust period.
 	TrustHeight int64
 	TrustHash   []byte
 	// TrustPeriod bounds how old a trusted header may be. Default 7 days.
 	TrustPeriod time.Duration
+	// StoreDir is where the light client keeps its trusted headers
+	// across restarts. "" keeps them in memory (tests only).
+	StoreDir string
+	// MaxAge refuses answers whose verifying header is older than this
+	// by header time. Default: two epochs (see docs/pki.md).
+	MaxAge time.Duration
 	// Poll is how often Topology looks for the header that commits a
 	// query's height. Default 100ms.
 	Poll time.Duration
-	// Logger receives the light client's logs. Default: discarded.
+	// Logger receives the verifier's and the light client's logs.
+	// Default: discarded.
 	Logger *slog.Logger
 }
+
+// VerifierStatus is what a Verifier is using and what it has verified.
+type VerifierStatus struct {
+	ChainID string
+	// Endpoint is the endpoint queries go to now ("" when none answers).
+	Endpoint string
+	// Witnesses are the endpoints the light client cross-checks with now.
+	Witnesses []string
+	// Down are the endpoints and witnesses skipped now, with why.
+	Down map[string]string
+	// VerifiedHeight and VerifiedTime are the height and header time of
+	// the highest header an answer was accepted at (or, before the
+	// first answer, the latest trusted header).
+	VerifiedHeight int64
+	VerifiedTime   time.Time
+}
+
+// Errors of the Verifier, beside ErrUnverified.
+var (
+	// ErrTrustExpired: the stored and configured trusted headers are all
+	// older than the trust period, so nothing can be verified from them.
+	ErrTrustExpired = errors.New("pki: trusted header expired")
+	// ErrStaleAnswer: the answer is verified by a header lower than one
+	// an earlier answer was accepted at, or older than MaxAge.
+	ErrStaleAnswer = errors.New("pki: stale answer")
+	// ErrFork: a witness holds a validly signed header that conflicts
+	// with the primary's (light-client attack evidence).
+	ErrFork = errors.New("pki: fork detected")
+	// ErrWrongChain: an endpoint serves another chain id.
+	ErrWrongChain = errors.New("pki: endpoint serves another chain")
+)
 
 // Verifier reads the PKI through a CometBFT light client: every answer
 // it returns is checked against a header signed by more than two thirds of
@@ -59,16 +103,22 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(cfg.Witnesses) == 0 {
-		cfg.Witnesses = []string{cfg.Primary}
+	if cfg.Primary != "" {
+		cfg.Endpoints = append([]string{cfg.Primary}, cfg.Endpoints...)
 	}
-	chain, err := DialChain(ctx, cfg.Primary)
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("pki: verifier: no RPC endpoint")
+	}
+	if len(cfg.Witnesses) == 0 {
+		cfg.Witnesses = []string{cfg.Endpoints[0]}
+	}
+	chain, err := DialChain(ctx, cfg.Endpoints[0])
 	if err != nil {
 		return nil, err
 	}
-	primary, err := lighthttp.New(chain.ChainID(), cfg.Primary)
+	primary, err := lighthttp.New(chain.ChainID(), cfg.Endpoints[0])
 	if err != nil {
-		return nil, fmt.Errorf("pki: light provider %s: %w", cfg.Primary, err)
+		return nil, fmt.Errorf("pki: light provider %s: %w", cfg.Endpoints[0], err)
 	}
 	var witnesses []provider.Provider
 	for _, w := range cfg.Witnesses {
@@ -87,6 +137,14 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	}
 	return &Verifier{cfg: cfg, chain: chain, lc: lc}, nil
 }
+
+// Status reports the endpoints in use and the last verified header.
+func (v *Verifier) Status() VerifierStatus {
+	return VerifierStatus{ChainID: v.chain.ChainID(), Endpoint: v.cfg.Endpoints[0], Witnesses: v.cfg.Witnesses}
+}
+
+// Close releases the trusted store.
+func (v *Verifier) Close() error { return nil }
 
 // Chain is the unverified RPC connection the verifier reads through, for
 // sending transactions.
