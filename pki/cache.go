@@ -3,6 +3,7 @@ package pki
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 )
@@ -11,12 +12,17 @@ import (
 // and, once it freezes (Params.TopologyLead blocks before the epoch ends),
 // the next one's, so the client switches at the epoch change without a
 // gap. Refresh is cheap when nothing changed: one verified epoch query.
+// A refresh that fails changes nothing: the cache keeps its last good
+// epoch and topologies. Failures go to the verifier's logger as a warning
+// once per kind of error (ErrStaleAnswer, ErrFork, ...) until a refresh
+// succeeds again.
 type TopologyCache struct {
 	v *Verifier
 
 	mu        sync.RWMutex
 	epoch     EpochInfo
 	cur, next *Topology
+	failing   string // kind of the last refresh's error; "" after a success
 }
 
 // NewTopologyCache returns an empty cache reading through v.
@@ -48,6 +54,44 @@ func (c *TopologyCache) Epoch() EpochInfo {
 // epoch 0, whose topology grows as nodes are admitted, it refetches the
 // current topology every time.
 func (c *TopologyCache) Refresh(ctx context.Context) error {
+	err := c.refresh(ctx)
+	if ctx.Err() != nil {
+		return err
+	}
+	kind := errorKind(err)
+	c.mu.Lock()
+	was := c.failing
+	c.failing = kind
+	c.mu.Unlock()
+	switch {
+	case err != nil && kind != was:
+		c.v.cfg.Logger.Warn("pki: topology refresh failed; keeping the last good topology", "err", err)
+	case err == nil && was != "":
+		c.v.cfg.Logger.Info("pki: topology refresh works again")
+	}
+	return err
+}
+
+// errorKind names the class of a refresh error: its sentinel, or its
+// text without digits (heights and times change at every try).
+func errorKind(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, s := range []error{ErrTrustExpired, ErrStaleAnswer, ErrFork, ErrWrongChain, ErrUnverified, ErrNotFound} {
+		if errors.Is(err, s) {
+			return s.Error()
+		}
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, err.Error())
+}
+
+func (c *TopologyCache) refresh(ctx context.Context) error {
 	ei, err := c.v.Epoch(ctx)
 	if err != nil {
 		return err

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	abci "github.com/cometbft/cometbft/abci/types"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
-	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 )
 
 // Chain is what nodes and clients need of the chain: its id, queries of
@@ -45,39 +45,73 @@ func (n *ValidatorNode) Query(ctx context.Context, path string) ([]byte, int64, 
 	return res.Value, res.Height, nil
 }
 
-// RPCChain is a Chain reached over a validator's CometBFT RPC endpoint.
+// RPCChain is a Chain reached over validators' CometBFT RPC endpoints.
+// Queries and broadcasts go to the first endpoint in order of preference
+// that is up; one that fails to answer (no connection, timeout, another
+// chain) is skipped, with one warning per outage, and used again once a
+// status probe (every 2 s while it is down) gets an answer.
 type RPCChain struct {
-	rpc     *rpchttp.HTTP
-	chainID string
+	set *endpointSet
 }
 
 // DialChain connects to the RPC endpoint ("http://127.0.0.1:26657") and
 // learns the chain id from it.
 func DialChain(ctx context.Context, endpoint string) (*RPCChain, error) {
-	c, err := rpchttp.New(endpoint)
+	set, err := newEndpointSet([]string{endpoint}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return nil, fmt.Errorf("pki: rpc %s: %w", endpoint, err)
+		return nil, err
 	}
-	st, err := c.Status(ctx)
+	st, err := statusOf(ctx, set.eps[0])
 	if err != nil {
-		return nil, fmt.Errorf("pki: rpc %s: status: %w", endpoint, err)
+		return nil, err
 	}
-	return &RPCChain{rpc: c, chainID: st.NodeInfo.Network}, nil
+	set.chainID = st.NodeInfo.Network
+	return &RPCChain{set: set}, nil
 }
 
-// ChainID is the chain's id as the endpoint reports it.
-func (c *RPCChain) ChainID() string { return c.chainID }
+// ChainID is the chain's id (as the first endpoint to answer reported it,
+// or as the verifier's trusted store holds it).
+func (c *RPCChain) ChainID() string { return c.set.chainID }
 
 // Query runs an ABCI query at the latest height.
 func (c *RPCChain) Query(ctx context.Context, path string) ([]byte, int64, error) {
-	v, h, _, err := c.queryProof(ctx, path, false)
+	var v []byte
+	var h int64
+	err := c.each(ctx, func(ep *endpoint) (err error) {
+		v, h, _, err = queryProof(ctx, ep, path, false)
+		return err
+	})
 	return v, h, err
 }
 
-func (c *RPCChain) queryProof(ctx context.Context, path string, prove bool) ([]byte, int64, []byte, error) {
-	res, err := c.rpc.ABCIQueryWithOptions(ctx, path, nil, rpcclient.ABCIQueryOptions{Prove: prove})
+// each runs do on the endpoint in use, and on the next ones while the
+// endpoint in use fails.
+func (c *RPCChain) each(ctx context.Context, do func(*endpoint) error) error {
+	var errs []error
+	for range c.set.eps {
+		ep := c.set.pick()
+		if ep == nil {
+			break
+		}
+		err := do(ep)
+		if !endpointFailure(err) {
+			return err
+		}
+		c.set.fail(ep, err)
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return c.set.noneUp()
+	}
+	return fmt.Errorf("pki: no RPC endpoint answers: %w", errors.Join(errs...))
+}
+
+func queryProof(ctx context.Context, ep *endpoint, path string, prove bool) ([]byte, int64, []byte, error) {
+	rctx, cancel := context.WithTimeout(ctx, endpointTimeout)
+	defer cancel()
+	res, err := ep.rpc.ABCIQueryWithOptions(rctx, path, nil, rpcclient.ABCIQueryOptions{Prove: prove})
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("pki: query %s: %w", path, err)
+		return nil, 0, nil, rpcError(ctx, ep, "query "+path, err)
 	}
 	r := res.Response
 	if r.Code != 0 {
@@ -96,12 +130,16 @@ func (c *RPCChain) queryProof(ctx context.Context, path string, prove bool) ([]b
 
 // BroadcastTx submits tx and waits for CheckTx.
 func (c *RPCChain) BroadcastTx(ctx context.Context, tx []byte) error {
-	res, err := c.rpc.BroadcastTxSync(ctx, tx)
-	if err != nil {
-		return fmt.Errorf("pki: broadcast: %w", err)
-	}
-	if res.Code != 0 {
-		return &TxError{Code: Code(res.Code), Msg: res.Log}
-	}
-	return nil
+	return c.each(ctx, func(ep *endpoint) error {
+		bctx, cancel := context.WithTimeout(ctx, endpointTimeout)
+		defer cancel()
+		res, err := ep.rpc.BroadcastTxSync(bctx, tx)
+		if err != nil {
+			return rpcError(ctx, ep, "broadcast", err)
+		}
+		if res.Code != 0 {
+			return &TxError{Code: Code(res.Code), Msg: res.Log}
+		}
+		return nil
+	})
 }

@@ -64,7 +64,7 @@ func newVerifier(ctx context.Context, t *testing.T, primary string, witnesses ..
 		t.Fatal(err)
 	}
 	h := int64(1)
-	b, err := chain.rpc.Block(ctx, &h)
+	b, err := chain.set.eps[0].rpc.Block(ctx, &h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
-	"github.com/cometbft/cometbft/light"
-	"github.com/cometbft/cometbft/light/provider"
-	lighthttp "github.com/cometbft/cometbft/light/provider/http"
-	lightdb "github.com/cometbft/cometbft/light/store/db"
+	lightstore "github.com/cometbft/cometbft/light/store"
 )
 
 // VerifierConfig configures a Verifier.
@@ -83,16 +81,32 @@ var (
 
 // Verifier reads the PKI through a CometBFT light client: every answer
 // it returns is checked against a header signed by more than two thirds of
-// the validators, so the RPC endpoint need not be trusted. A query at
-// height H is checked against the application hash in header H+1.
+// the validators, so the RPC endpoints need not be trusted. A query at
+// height H is checked against the application hash in header H+1, the
+// answer's verifying header. See docs/pki.md, "Verifying what the chain
+// says", for the trusted store, witnesses, freshness and failover.
 type Verifier struct {
 	cfg   VerifierConfig
+	set   *endpointSet
 	chain *RPCChain
-	lc    *light.Client
+	db    dbm.DB
+	store lightstore.Store
+	lcMu  sync.Mutex // one light client at a time over the store
+
+	mu          sync.Mutex
+	accepted    mark // highest verifying header of an accepted answer
+	first       mark // the newest trusted header at start
+	epochBlocks uint64
 }
 
-// NewVerifier connects to the primary and initialises the light client
-// from the root of trust.
+// mark is a verified header's height and time.
+type mark struct {
+	height int64
+	time   time.Time
+}
+
+// NewVerifier opens the trusted store, learns the chain id (the store's,
+// else the first endpoint's to answer) and sets the trusted header.
 func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.TrustPeriod <= 0 {
 		cfg.TrustPeriod = 7 * 24 * time.Hour
@@ -106,89 +120,74 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Primary != "" {
 		cfg.Endpoints = append([]string{cfg.Primary}, cfg.Endpoints...)
 	}
-	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("pki: verifier: no RPC endpoint")
-	}
-	if len(cfg.Witnesses) == 0 {
-		cfg.Witnesses = []string{cfg.Endpoints[0]}
-	}
-	chain, err := DialChain(ctx, cfg.Endpoints[0])
+	set, err := newEndpointSet(cfg.Endpoints, cfg.Witnesses, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	primary, err := lighthttp.New(chain.ChainID(), cfg.Endpoints[0])
+	db, err := openTrustDB(cfg.StoreDir)
 	if err != nil {
-		return nil, fmt.Errorf("pki: light provider %s: %w", cfg.Endpoints[0], err)
+		return nil, err
 	}
-	var witnesses []provider.Provider
-	for _, w := range cfg.Witnesses {
-		p, err := lighthttp.New(chain.ChainID(), w)
-		if err != nil {
-			return nil, fmt.Errorf("pki: light witness %s: %w", w, err)
-		}
-		witnesses = append(witnesses, p)
+	v := &Verifier{cfg: cfg, set: set, chain: &RPCChain{set: set}, db: db}
+	if err := v.open(ctx); err != nil {
+		db.Close()
+		return nil, err
 	}
-	lc, err := light.NewClient(ctx, chain.ChainID(),
-		light.TrustOptions{Period: cfg.TrustPeriod, Height: cfg.TrustHeight, Hash: cfg.TrustHash},
-		primary, witnesses, lightdb.New(dbm.NewMemDB(), chain.ChainID()),
-		light.Logger(cmtLogger{cfg.Logger.With("part", "light")}))
-	if err != nil {
-		return nil, fmt.Errorf("pki: light client: %w", err)
-	}
-	return &Verifier{cfg: cfg, chain: chain, lc: lc}, nil
+	return v, nil
 }
 
-// Status reports the endpoints in use and the last verified header.
-func (v *Verifier) Status() VerifierStatus {
-	return VerifierStatus{ChainID: v.chain.ChainID(), Endpoint: v.cfg.Endpoints[0], Witnesses: v.cfg.Witnesses}
+func (v *Verifier) open(ctx context.Context) error {
+	stored, err := v.db.Get(keyStoreChainID)
+	if err != nil {
+		return fmt.Errorf("pki: trusted store: %w", err)
+	}
+	if err := v.set.learnChainID(ctx, string(stored)); err != nil {
+		return err
+	}
+	v.store = lightStore(v.db, v.set.chainID)
+	if len(v.set.eps) == 1 {
+		v.cfg.Logger.Warn("pki: one RPC endpoint and no witness: forks cannot be detected with one endpoint", "endpoint", v.set.eps[0].url)
+	}
+	if err := v.initTrust(ctx); err != nil {
+		return err
+	}
+	if len(stored) == 0 {
+		if err := v.db.SetSync(keyStoreChainID, []byte(v.set.chainID)); err != nil {
+			return fmt.Errorf("pki: trusted store: %w", err)
+		}
+	}
+	last, err := v.store.LastLightBlockHeight()
+	if err != nil {
+		return fmt.Errorf("pki: trusted store: %w", err)
+	}
+	lb, err := v.store.LightBlock(last)
+	if err != nil {
+		return fmt.Errorf("pki: trusted store: %w", err)
+	}
+	v.first = mark{lb.Height, lb.Time}
+	v.accepted = v.first
+	return nil
 }
 
 // Close releases the trusted store.
-func (v *Verifier) Close() error { return nil }
+func (v *Verifier) Close() error { return v.db.Close() }
 
-// Chain is the unverified RPC connection the verifier reads through, for
-// sending transactions.
+// Chain is the RPC connection the verifier reads through, for sending
+// transactions and unproven queries; it fails over like the verifier.
 func (v *Verifier) Chain() *RPCChain { return v.chain }
+
+// Status reports the endpoints in use and the last verified header.
+func (v *Verifier) Status() VerifierStatus {
+	var st VerifierStatus
+	v.set.status(&st)
+	v.mu.Lock()
+	st.VerifiedHeight, st.VerifiedTime = v.accepted.height, v.accepted.time
+	v.mu.Unlock()
+	return st
+}
 
 // ErrUnverified is wrapped when an answer does not match the chain.
 var ErrUnverified = errors.New("pki: answer not committed by the chain")
-
-// query runs a proving query and checks its answer against header H+1.
-func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte, int64, error) {
-	value, h, proof, err := v.chain.queryProof(ctx, path, true)
-	if err != nil {
-		return nil, 0, err
-	}
-	if proof == nil {
-		return nil, h, fmt.Errorf("%w: %s came without a proof", ErrUnverified, path)
-	}
-	// Header H+1, which carries the application hash of height H, is
-	// usually a block away.
-	t := time.NewTicker(v.cfg.Poll)
-	defer t.Stop()
-	for {
-		st, err := v.chain.rpc.Status(ctx)
-		if err != nil {
-			return nil, h, fmt.Errorf("pki: status: %w", err)
-		}
-		if st.SyncInfo.LatestBlockHeight > h {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, h, ctx.Err()
-		case <-t.C:
-		}
-	}
-	lb, err := v.lc.VerifyLightBlockAtHeight(ctx, h+1, time.Now())
-	if err != nil {
-		return nil, h, fmt.Errorf("pki: light client at height %d: %w", h+1, err)
-	}
-	if err := verifyProof(lb.AppHash, proof, value, slots...); err != nil {
-		return nil, h, fmt.Errorf("%w: %s at height %d: %w", ErrUnverified, path, h, err)
-	}
-	return value, h, nil
-}
 
 // Epoch returns the chain's current epoch, verified.
 func (v *Verifier) Epoch(ctx context.Context) (EpochInfo, error) {
@@ -210,8 +209,11 @@ func (v *Verifier) Topology(ctx context.Context, epoch uint64) (*Topology, error
 	if err != nil {
 		return nil, err
 	}
-	if t.Epoch != epoch || t.ChainID != v.chain.ChainID() {
-		return nil, fmt.Errorf("%w: asked for epoch %d of %q, got epoch %d of %q at height %d", ErrUnverified, epoch, v.chain.ChainID(), t.Epoch, t.ChainID, h)
+	if t.Epoch != epoch || t.ChainID != v.set.chainID {
+		return nil, fmt.Errorf("%w: asked for epoch %d of %q, got epoch %d of %q at height %d", ErrUnverified, epoch, v.set.chainID, t.Epoch, t.ChainID, h)
 	}
+	v.mu.Lock()
+	v.epochBlocks = t.Params.EpochBlocks
+	v.mu.Unlock()
 	return t, nil
 }
