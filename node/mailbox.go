@@ -27,7 +27,9 @@ type MailboxConfig struct {
 	// store (mailbox.db).
 	DataDir string   `toml:"data_dir"`
 	Listen  []string `toml:"listen"`
-	Metrics string   `toml:"metrics"`
+	// Announce: as in RelayConfig, the multiaddrs the node registers.
+	Announce []string `toml:"announce"`
+	Metrics  string   `toml:"metrics"`
 	// MetricsListener: as in RelayConfig.
 	MetricsListener net.Listener `toml:"-"`
 	// Chain is where the node registers (role mailbox) and reads epochs.
@@ -68,6 +70,9 @@ func (c *MailboxConfig) check() error {
 		return errors.New("node: mailbox config needs identity, data_dir and a [chain] section")
 	}
 	if err := c.Chain.check(); err != nil {
+		return err
+	}
+	if err := checkAnnounce(c.Announce); err != nil {
 		return err
 	}
 	if c.MaxMessages < 0 || c.MaxBytes < 0 || c.MaxRate < 0 {
@@ -146,7 +151,7 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	defer host.Close()
 	member, err := StartMembership(ctx, MembershipConfig{
 		Chain: *cfg.Chain, Identity: identity, Role: pki.RoleMailbox, DataDir: cfg.DataDir,
-		Host: host, Interval: duration(cfg.ChainInterval, time.Second), Logger: log,
+		Host: host, Interval: duration(cfg.ChainInterval, time.Second), Announce: cfg.Announce, Logger: log,
 	})
 	if err != nil {
 		return err

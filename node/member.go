@@ -56,6 +56,9 @@ type MembershipConfig struct {
 	Host *transport.Host
 	// Interval is how often the chain is read; default 1s.
 	Interval time.Duration
+	// Announce, if set, are exactly the multiaddrs the node registers;
+	// else it registers the host's addresses (see registeredAddrs).
+	Announce []string
 	Logger   *slog.Logger
 }
 
@@ -105,8 +108,12 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		cfg: cfg, self: sphinx.NodeID(cfg.Host.ID()), verify: v, cache: pki.NewTopologyCache(v),
 		log: log, changed: make(chan struct{}),
 	}
+	addrs, err := m.addrsToRegister(ctx)
+	if err != nil {
+		return nil, err
+	}
 	m.agent, err = pki.NewAgent(pki.AgentConfig{
-		Chain: v.Chain(), Identity: cfg.Identity, Role: cfg.Role, Addrs: pki.HostAddrs(cfg.Host.LibP2P()),
+		Chain: v.Chain(), Identity: cfg.Identity, Role: cfg.Role, Addrs: addrs,
 		MixKey: m.mixKey, Interval: cfg.Interval, Logger: log,
 	})
 	if err != nil {

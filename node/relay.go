@@ -32,6 +32,12 @@ type RelayConfig struct {
 	DataDir string `toml:"data_dir"`
 	// Listen are libp2p multiaddrs; default TCP and QUIC on loopback.
 	Listen []string `toml:"listen"`
+	// Announce are the multiaddrs the relay registers in the PKI, exactly
+	// (canonical, no /p2p, at most 8): set it when the relay listens on
+	// 0.0.0.0 or behind NAT. Default: the listen addresses as the host
+	// resolves them, minus unspecified ones and, on a chain that takes only
+	// public addresses, minus non-public ones (docs/relay.md).
+	Announce []string `toml:"announce"`
 	// Metrics is the host:port of the Prometheus endpoint; empty: none.
 	Metrics string `toml:"metrics"`
 	// MetricsListener, if set, serves the metrics instead of binding
@@ -103,6 +109,11 @@ func (c *RelayConfig) check() error {
 		if err := c.Chain.check(); err != nil {
 			return err
 		}
+	case len(c.Announce) > 0:
+		return errors.New("node: relay config: announce is for the [chain]; a static topology file names the addresses itself")
+	}
+	if err := checkAnnounce(c.Announce); err != nil {
+		return err
 	}
 	if c.ChainInterval != "" {
 		if d, err := time.ParseDuration(c.ChainInterval); err != nil || d <= 0 {
@@ -235,7 +246,7 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 	if cfg.Chain != nil {
 		member, err = StartMembership(ctx, MembershipConfig{
 			Chain: *cfg.Chain, Identity: identity, Role: pki.RoleRelay, DataDir: cfg.DataDir,
-			Host: host, Interval: cfg.chainInterval(), Logger: log,
+			Host: host, Interval: cfg.chainInterval(), Announce: cfg.Announce, Logger: log,
 		})
 		if err != nil {
 			return err

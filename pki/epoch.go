@@ -93,7 +93,10 @@ func (m *Machine) freeze(epoch uint64, beacon [32]byte) error {
 	var relays []Relay
 	var mailboxes []NodeInfo
 	for _, n := range nodes {
-		if n.Status != StatusAdmitted {
+		// Only nodes a quorum saw in the epoch the freeze happens in (the
+		// VRF epoch): a dead relay leaves the next topology at once, though
+		// its registration stays for DropAfter epochs.
+		if n.Status != StatusAdmitted || n.LastSeen < vrfEpoch {
 			continue
 		}
 		key, ok := m.st.mixKey(n.ID, epoch)

@@ -9,7 +9,10 @@ import (
 )
 
 func newMailboxCmd() *cobra.Command {
-	var config string
+	var (
+		config   string
+		announce []string
+	)
 	cmd := &cobra.Command{
 		Use:   "mailbox",
 		Short: "Run a mailbox node",
@@ -24,10 +27,16 @@ SURBs the owner stocked. SIGINT or SIGTERM stops it cleanly.`,
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("announce") {
+				if cfg, err = cfg.WithAnnounce(announce); err != nil {
+					return err
+				}
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			return node.RunMailbox(cmd.Context(), cfg, log)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "mailbox.toml", "mailbox node config file")
+	cmd.Flags().StringSliceVar(&announce, "announce", nil, "multiaddrs to register in the PKI instead of the config's announce (repeat or separate by commas)")
 	return cmd
 }

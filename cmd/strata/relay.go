@@ -9,7 +9,10 @@ import (
 )
 
 func newRelayCmd() *cobra.Command {
-	var config string
+	var (
+		config   string
+		announce []string
+	)
 	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "Run a mix relay",
@@ -24,10 +27,16 @@ section) or from a static topology file. SIGINT or SIGTERM stops it cleanly.`,
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("announce") {
+				if cfg, err = cfg.WithAnnounce(announce); err != nil {
+					return err
+				}
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			return node.RunRelay(cmd.Context(), cfg, log)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "relay.toml", "relay config file")
+	cmd.Flags().StringSliceVar(&announce, "announce", nil, "multiaddrs to register in the PKI instead of the config's announce (repeat or separate by commas)")
 	return cmd
 }
