@@ -118,7 +118,9 @@ func (v *Verifier) withEndpoint(ctx context.Context, do func(*endpoint) error) e
 		switch {
 		case err == nil:
 			return nil
-		case ctx.Err() != nil:
+		case ctx.Err() != nil, errors.Is(err, ErrFork), errors.Is(err, ErrTrustExpired):
+			// A fork is refused even though the next endpoint might
+			// answer: the caller must see it.
 			return err
 		case endpointFailure(err):
 			v.set.fail(ep, err)
