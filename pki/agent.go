@@ -43,6 +43,7 @@ type Agent struct {
 	cfg    AgentConfig
 	id     sphinx.NodeID
 	params *Params
+	reg    registering
 }
 
 // NewAgent checks cfg and returns an agent.
@@ -118,7 +119,7 @@ func (a *Agent) Step(ctx context.Context) (*NodeView, error) {
 	}
 	raw, _, err = ch.Query(ctx, QueryNode+"/"+hex.EncodeToString(a.id[:]))
 	if errors.Is(err, ErrNotFound) {
-		return nil, a.register(ctx, ei)
+		return nil, a.register(ctx)
 	}
 	if err != nil {
 		return nil, err
@@ -135,23 +136,13 @@ func (a *Agent) Step(ctx context.Context) (*NodeView, error) {
 		if err != nil {
 			return &v, err
 		}
-		if err := a.send(ctx, ei.Epoch, vrf); err != nil {
+		// Admitted after the freeze: the chain refuses the VRF until the
+		// next epoch, and this relay is placed at its withheld key.
+		if err := a.send(ctx, ei.Epoch, vrf); err != nil && CodeOf(err) != CodeLateVRF {
 			return &v, err
 		}
 	}
 	return &v, nil
-}
-
-func (a *Agent) register(ctx context.Context, ei EpochInfo) error {
-	tx, err := NewIntention(ctx, a.cfg.Chain.ChainID(), ei.Epoch, a.cfg.Identity, a.cfg.Role, a.cfg.Addrs, a.params.PowBits)
-	if err != nil {
-		return err
-	}
-	if err := a.cfg.Chain.BroadcastTx(ctx, tx); err != nil && CodeOf(err) != CodeAlreadyRegistered {
-		return fmt.Errorf("pki: intention: %w", err)
-	}
-	a.cfg.Logger.Info("intention sent", "epoch", ei.Epoch, "addrs", a.cfg.Addrs)
-	return nil
 }
 
 // publishKeys sends the mix keys of the publication window that the chain
@@ -191,7 +182,7 @@ func (a *Agent) send(ctx context.Context, epoch uint64, body Body) error {
 	}
 	// A transaction already in the mempool comes back as replayed: the
 	// chain will apply the first copy.
-	if err := a.cfg.Chain.BroadcastTx(ctx, tx); err != nil && CodeOf(err) != CodeReplayed {
+	if err := asTxError(a.cfg.Chain.BroadcastTx(ctx, tx)); err != nil && CodeOf(err) != CodeReplayed {
 		return fmt.Errorf("pki: %v: %w", body.Type(), err)
 	}
 	return nil

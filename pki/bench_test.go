@@ -51,6 +51,7 @@ func BenchmarkDecodeTx(b *testing.B) {
 func BenchmarkApplyAttestation(b *testing.B) {
 	p := testParams()
 	p.PowBits = 0
+	p.PowStep, p.MaxPendingPerEpoch = 0, 1000 // 1,000 intentions in one epoch
 	c := newChain(b, p, 4)
 	c.mustBlock()
 	var txs [][]byte

@@ -35,6 +35,8 @@ const (
 	CodeBadAddress        Code = 18 // a libp2p address that does not parse or names a peer
 	CodeNoBeacon          Code = 19 // no epoch has opened yet, so there is no beacon
 	CodeInternal          Code = 20 // the application failed; the node logs why
+	CodePendingFull       Code = 21 // intention in an epoch that has accepted MaxPendingPerEpoch
+	CodeLateVRF           Code = 22 // VRF after the next epoch's topology froze: it can change nothing
 )
 
 var codeNames = [...]string{
@@ -59,6 +61,8 @@ var codeNames = [...]string{
 	CodeBadAddress:        "bad address",
 	CodeNoBeacon:          "no beacon yet",
 	CodeInternal:          "internal error",
+	CodePendingFull:       "admission full this epoch",
+	CodeLateVRF:           "VRF after the freeze",
 }
 
 // String names the code.

@@ -110,11 +110,11 @@ func (m *Machine) intention(tx *Tx, in *Intention, ei EpochInfo) error {
 	if in.Role != RoleRelay && in.Role != RoleMailbox {
 		return reject(CodeWrongRole, "role %d", uint8(in.Role))
 	}
-	if !powOK(m.chainID, tx.unsigned, m.params.PowBits) {
-		return reject(CodeInsufficientWork, "proof of work under %d bits", m.params.PowBits)
+	if err := m.admit(tx, ei.Epoch); err != nil {
+		return err
 	}
 	for _, a := range in.Addrs {
-		if err := checkAddr(a); err != nil {
+		if err := checkAddr(a, m.params.PublicAddrsOnly); err != nil {
 			return err
 		}
 	}
@@ -127,13 +127,15 @@ func (m *Machine) intention(tx *Tx, in *Intention, ei EpochInfo) error {
 		return reject(CodeAlreadyRegistered, "node %v is %v", id, n.Status)
 	}
 	m.st.putNode(&Registration{ID: id, Key: tx.Signer, Role: in.Role, Status: StatusPending, Registered: ei.Epoch, Addrs: in.Addrs})
+	m.countIntention(ei.Epoch)
 	m.markLive()
 	return nil
 }
 
 // checkAddr accepts a multiaddr in its canonical text form with no /p2p
-// component.
-func checkAddr(a string) error {
+// component and, when public is set (Params.PublicAddrsOnly), one that
+// passes CheckPublicAddr.
+func checkAddr(a string, public bool) error {
 	addr, err := ma.NewMultiaddr(a)
 	if err != nil {
 		return reject(CodeBadAddress, "%q: %v", a, err)
@@ -143,6 +145,11 @@ func checkAddr(a string) error {
 	}
 	if _, err := addr.ValueForProtocol(ma.P_P2P); err == nil {
 		return reject(CodeBadAddress, "%q names a peer: the identity key does", a)
+	}
+	if public {
+		if err := CheckPublicAddr(addr); err != nil {
+			return reject(CodeBadAddress, "%q: %v (the chain accepts public addresses only)", a, err)
+		}
 	}
 	return nil
 }
@@ -232,6 +239,11 @@ func (m *Machine) vrf(tx *Tx, v *VRFSubmission, ei EpochInfo) error {
 	}
 	if v.Beacon != ei.Beacon {
 		return reject(CodeWrongBeacon, "VRF on beacon %x, epoch %d's is %x", v.Beacon[:8], ei.Epoch, ei.Beacon[:8])
+	}
+	// The next epoch's topology and beacon are fixed at the freeze: a VRF
+	// now would be stored and never used.
+	if _, frozen := m.st.topology(ei.Epoch + 1); frozen {
+		return reject(CodeLateVRF, "epoch %d's topology froze before this VRF", ei.Epoch+1)
 	}
 	id := tx.SignerID()
 	n, err := m.st.node(id)

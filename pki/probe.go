@@ -113,12 +113,25 @@ var ErrProbe = errors.New("pki: probe failed")
 
 // Prober probes nodes from a libp2p host that only dials.
 type Prober struct {
-	h       host.Host
-	chainID string
+	h          host.Host
+	chainID    string
+	publicOnly bool
 }
 
+// ProberOption configures a Prober.
+type ProberOption func(*Prober)
+
+// ProbePublicOnly makes the prober dial public addresses only, as a chain
+// with Params.PublicAddrsOnly needs: it refuses a probe whose addresses
+// name an IP that fails PublicIP, or a /dnsaddr, and resolves /dns,
+// /dns4 and /dns6 names itself (net.DefaultResolver, within the probe's
+// context), refusing the probe if any address a name resolves to fails
+// PublicIP and otherwise dialling the resolved IPs, so that libp2p does
+// not resolve the name again to something else.
+func ProbePublicOnly() ProberOption { return func(p *Prober) { p.publicOnly = true } }
+
 // NewProber starts a dial-only libp2p host with a fresh key.
-func NewProber(chainID string) (*Prober, error) {
+func NewProber(chainID string, options ...ProberOption) (*Prober, error) {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -131,7 +144,11 @@ func NewProber(chainID string) (*Prober, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: prober host: %w", err)
 	}
-	return &Prober{h: h, chainID: chainID}, nil
+	p := &Prober{h: h, chainID: chainID}
+	for _, o := range options {
+		o(p)
+	}
+	return p, nil
 }
 
 // forget closes every connection to pid and drops its addresses.
@@ -156,8 +173,9 @@ func (p *Prober) Close() error { return p.h.Close() }
 // Probe checks that the node with identity key pub answers at addrs: it
 // connects, dialling only addrs (never an address the prober learned
 // otherwise), sends a challenge and verifies the signed answer. When every
-// address names an IP (no /dns component), the connection's remote
-// address must also be one of addrs.
+// address names an IP (no /dns component), or the prober resolved the
+// names itself (ProbePublicOnly), the connection's remote address must
+// also be one of the addresses dialled.
 func (p *Prober) Probe(ctx context.Context, pub [ed25519.PublicKeySize]byte, addrs []string) error {
 	pk, err := crypto.UnmarshalEd25519PublicKey(pub[:])
 	if err != nil {
@@ -173,6 +191,14 @@ func (p *Prober) Probe(ctx context.Context, pub [ed25519.PublicKeySize]byte, add
 		m, err := ma.NewMultiaddr(a)
 		if err != nil {
 			return fmt.Errorf("%w: address %q: %w", ErrProbe, a, err)
+		}
+		if p.publicOnly {
+			ips, err := publicDialAddrs(ctx, m)
+			if err != nil {
+				return fmt.Errorf("%w: address %q: %w", ErrProbe, a, err)
+			}
+			info.Addrs = append(info.Addrs, ips...)
+			continue
 		}
 		info.Addrs = append(info.Addrs, m)
 		resolved = resolved && !names(m, ma.P_DNS, ma.P_DNS4, ma.P_DNS6, ma.P_DNSADDR)

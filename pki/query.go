@@ -29,6 +29,9 @@ const (
 	QueryNodes = "/nodes"
 	// QueryParams answers the network parameters as JSON.
 	QueryParams = "/params"
+	// QueryAdmission answers the price of an intention now, an Admission
+	// as JSON (not provable).
+	QueryAdmission = "/admission"
 )
 
 // Query result codes, beside the transaction codes.
@@ -131,6 +134,16 @@ func (a *App) Query(_ context.Context, req *abci.QueryRequest) (*abci.QueryRespo
 			return nil, err
 		}
 		v, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		value = v
+	case QueryAdmission:
+		adm, err := admissionOf(st)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(adm)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,177 @@
+package pki
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"github.com/strata-mix/strata/sphinx"
+)
+
+// attestItem is a registered node as the attester sees it: need says that
+// this validator has not attested it in the current epoch and, for an
+// admitted node, that no quorum has seen it in the epoch yet.
+type attestItem struct {
+	node *Registration
+	need bool
+}
+
+// schedule decides which nodes a validator probes and in which order
+// (docs/pki.md, "Validation"):
+//   - a pending node at most budget times in total (per registration),
+//     an admitted node at most budget times per epoch, and either at most
+//     once per retry period and never twice at once;
+//   - admitted nodes before pending ones; within each class, nodes probed
+//     fewer times (in total if pending, in the epoch if admitted) first,
+//     so every pending node has its first probe before any its second;
+//     ties in the order of HMAC-SHA256(secret, orderDomain ‖ epoch ‖ node
+//     id) under a secret drawn at random when the attester starts, so an
+//     id ground to sort low is probed first no more often than any other.
+//
+// It is not safe for concurrent use; the attester locks it.
+type schedule struct {
+	budget int
+	retry  time.Duration
+	secret [32]byte
+	recs   map[sphinx.NodeID]*probeRecord
+}
+
+const orderDomain = "strata-attester-order-v1\x00"
+
+// probeRecord is what the schedule knows of one registration.
+type probeRecord struct {
+	registered uint64    // Registration.Registered of the registration counted
+	pending    int       // probes while pending, in total
+	epoch      uint64    // the epoch admitted counts for
+	admitted   int       // probes while admitted, in epoch
+	next       time.Time // earliest next probe
+	busy       bool      // a probe is running
+	done       uint64    // 1 + the epoch of this validator's last attestation
+}
+
+func newSchedule(budget int, retry time.Duration, secret [32]byte) *schedule {
+	return &schedule{budget: budget, retry: retry, secret: secret, recs: make(map[sphinx.NodeID]*probeRecord)}
+}
+
+// rank is a node's place in the keyed order of an epoch.
+func (s *schedule) rank(epoch uint64, id sphinx.NodeID) []byte {
+	m := hmac.New(sha256.New, s.secret[:])
+	m.Write([]byte(orderDomain))
+	m.Write(binary.BigEndian.AppendUint64(nil, epoch))
+	m.Write(id[:])
+	return m.Sum(nil)
+}
+
+// order sorts nodes by the probes they had, then by their rank in epoch.
+func (s *schedule) order(epoch uint64, nodes []*Registration) {
+	ranks := make(map[sphinx.NodeID][]byte, len(nodes))
+	for _, n := range nodes {
+		ranks[n.ID] = s.rank(epoch, n.ID)
+	}
+	slices.SortFunc(nodes, func(a, b *Registration) int {
+		if c := cmp.Compare(s.probes(a, epoch), s.probes(b, epoch)); c != 0 {
+			return c
+		}
+		return bytes.Compare(ranks[a.ID], ranks[b.ID])
+	})
+}
+
+// probes is how many probes n had that count against its budget now.
+func (s *schedule) probes(n *Registration, epoch uint64) int {
+	r := s.record(n)
+	switch {
+	case n.Status != StatusAdmitted:
+		return r.pending
+	case r.epoch == epoch:
+		return r.admitted
+	}
+	return 0
+}
+
+func (s *schedule) record(n *Registration) *probeRecord {
+	r := s.recs[n.ID]
+	if r == nil || r.registered != n.Registered {
+		// A node that left and registered again paid for a new
+		// intention and gets a new budget.
+		r = &probeRecord{registered: n.Registered}
+		s.recs[n.ID] = r
+	}
+	return r
+}
+
+// eligible reports whether r may be probed now for epoch.
+func (s *schedule) eligible(r *probeRecord, n *Registration, epoch uint64, now time.Time) bool {
+	if r.busy || r.done == epoch+1 || now.Before(r.next) {
+		return false
+	}
+	if n.Status == StatusAdmitted {
+		return r.epoch != epoch || r.admitted < s.budget
+	}
+	return r.pending < s.budget
+}
+
+// due returns the nodes to probe now, in the order to start them, and
+// forgets the records of nodes no longer registered.
+func (s *schedule) due(now time.Time, epoch uint64, items []attestItem) []*Registration {
+	registered := make(map[sphinx.NodeID]bool, len(items))
+	var admitted, pending []*Registration
+	for _, it := range items {
+		registered[it.node.ID] = true
+		if !it.need {
+			continue
+		}
+		if !s.eligible(s.record(it.node), it.node, epoch, now) {
+			continue
+		}
+		if it.node.Status == StatusAdmitted {
+			admitted = append(admitted, it.node)
+		} else {
+			pending = append(pending, it.node)
+		}
+	}
+	for id, r := range s.recs {
+		if !registered[id] && !r.busy {
+			delete(s.recs, id)
+		}
+	}
+	s.order(epoch, admitted)
+	s.order(epoch, pending)
+	return append(admitted, pending...)
+}
+
+// start counts a probe of n that begins now, unless n is no longer
+// eligible.
+func (s *schedule) start(n *Registration, epoch uint64, now time.Time) bool {
+	r := s.record(n)
+	if !s.eligible(r, n, epoch, now) {
+		return false
+	}
+	r.busy = true
+	r.next = now.Add(s.retry)
+	if n.Status == StatusAdmitted {
+		if r.epoch != epoch {
+			r.epoch, r.admitted = epoch, 0
+		}
+		r.admitted++
+	} else {
+		r.pending++
+	}
+	return true
+}
+
+// finish records the end of n's probe; attested says this validator's
+// attestation for epoch is on its way.
+func (s *schedule) finish(n *Registration, epoch uint64, attested bool) {
+	r := s.recs[n.ID]
+	if r == nil {
+		return
+	}
+	r.busy = false
+	if attested {
+		r.done = epoch + 1
+	}
+}
