@@ -58,27 +58,82 @@ func StartLocalChain(ctx context.Context, c LocalChainConfig) (*pki.ValidatorNod
 	return n, ChainConfig{RPC: n.RPC(), TrustHeight: h, TrustHash: hex.EncodeToString(hash)}, nil
 }
 
-// FollowChain verifies the chain's topology documents with a light client
-// and keeps the current and next epochs' in the returned cache, refreshed
-// every interval (default 1s) until ctx ends. Clients read their topology
-// from it.
-func FollowChain(ctx context.Context, cc ChainConfig, interval time.Duration, log *slog.Logger) (*pki.TopologyCache, error) {
+// LightDir is the directory, inside a node's or user's data directory,
+// where the light client keeps its trusted headers.
+const LightDir = "light"
+
+// openVerifier starts the light client of cc with its trusted headers in
+// storeDir ("" keeps them in memory). A node whose trust has expired gets
+// an error that says what to do.
+func openVerifier(ctx context.Context, cc ChainConfig, storeDir string, log *slog.Logger) (*pki.Verifier, error) {
 	if err := cc.check(); err != nil {
 		return nil, err
 	}
-	if interval <= 0 {
-		interval = time.Second
+	var trust []byte
+	if cc.TrustHash != "" {
+		h, _ := parseHex32(cc.TrustHash)
+		trust = h[:]
+	} else if !holdsFiles(storeDir) {
+		where := "memory"
+		if storeDir != "" {
+			where = storeDir
+		}
+		return nil, fmt.Errorf("node: [chain] needs trust_height and trust_hash: the light client's store (%s) holds no trusted header yet", where)
 	}
-	trust, _ := parseHex32(cc.TrustHash)
 	v, err := pki.NewVerifier(ctx, pki.VerifierConfig{
-		Primary: cc.RPC, Witnesses: cc.Witnesses, TrustHeight: cc.TrustHeight, TrustHash: trust[:], Logger: log,
+		Endpoints: cc.Endpoints(), Witnesses: cc.Witnesses, TrustHeight: cc.TrustHeight, TrustHash: trust,
+		TrustPeriod: cc.trustPeriod(), StoreDir: storeDir, Logger: log,
 	})
+	if errors.Is(err, pki.ErrTrustExpired) {
+		return nil, fmt.Errorf("node: chain: %w: every trusted header (in %s, and trust_height %d of the config) is older than the trust period, "+
+			"so nothing the chain says can be verified. Get a fresh trust root — the height and hash of a recent block, from a validator "+
+			"operator you trust — and set it as trust_height and trust_hash (strata client: init a new user, or edit chat.json)", err, storeDir, cc.TrustHeight)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: chain: %w", err)
 	}
-	cache := pki.NewTopologyCache(v)
-	go func() { _ = cache.Run(ctx, interval) }()
-	return cache, nil
+	return v, nil
+}
+
+// holdsFiles reports whether dir exists and is not empty.
+func holdsFiles(dir string) bool {
+	if dir == "" {
+		return false
+	}
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) > 0
+}
+
+// FollowChain verifies the chain's topology documents with a light client
+// whose trusted headers are kept in storeDir ("" keeps them in memory) and
+// keeps the current and next epochs' in the returned cache, refreshed
+// every interval (default 1s) until ctx ends; done is closed once the
+// light client's store is closed after that (a process that opens the
+// same store again waits for it). Clients read their topology from the
+// cache. An endpoint going down and a refresh failing are each logged
+// once (WARN, by pki.Verifier and pki.TopologyCache) and their recovery
+// once (INFO).
+func FollowChain(ctx context.Context, cc ChainConfig, storeDir string, interval time.Duration, log *slog.Logger) (cache *pki.TopologyCache, done <-chan struct{}, err error) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	v, err := openVerifier(ctx, cc, storeDir, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	cache = pki.NewTopologyCache(v)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = cache.Run(ctx, interval)
+		if err := v.Close(); err != nil {
+			log.Warn("closing the light client's store", "err", err)
+		}
+	}()
+	return cache, closed, nil
 }
 
 // PeerOf returns how to reach a node of a topology.

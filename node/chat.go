@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
-
 	"github.com/strata-mix/strata/client"
 	"github.com/strata-mix/strata/e2e"
 	"github.com/strata-mix/strata/mailbox"
@@ -156,23 +154,6 @@ type queuedEntry struct {
 
 type trackKey struct{}
 
-// ChainFromRPC makes a ChainConfig for a validator's RPC endpoint by trust
-// on first use: the root of trust is block 1 as that endpoint reports it.
-// Use it only with an endpoint you trust (a local testnet); otherwise give
-// the trust root out of band.
-func ChainFromRPC(ctx context.Context, rpc string) (ChainConfig, error) {
-	c, err := rpchttp.New(rpc)
-	if err != nil {
-		return ChainConfig{}, fmt.Errorf("node: chain %s: %w", rpc, err)
-	}
-	h := int64(1)
-	b, err := c.Block(ctx, &h)
-	if err != nil {
-		return ChainConfig{}, fmt.Errorf("node: chain %s: block 1: %w", rpc, err)
-	}
-	return ChainConfig{RPC: rpc, TrustHeight: 1, TrustHash: hex.EncodeToString(b.BlockID.Hash)}, nil
-}
-
 // ChatInitialized reports whether dir holds a chat user.
 func ChatInitialized(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, chatStateFile))
@@ -232,10 +213,11 @@ func StartChat(ctx context.Context, cfg ChatConfig) (*Chat, error) {
 	}()
 	ch.top = cfg.Topology
 	if ch.top == nil {
-		cache, err := FollowChain(ch.ctx, ch.state.Chain, time.Second, log.With("node", "light-client"))
+		cache, done, err := FollowChain(ch.ctx, ch.state.Chain, filepath.Join(cfg.DataDir, LightDir), time.Second, log.With("node", "light-client"))
 		if err != nil {
 			return nil, err
 		}
+		ch.wg.Go(func() { <-done }) // Close returns once the light client's store is closed
 		ch.top = cache.Current
 	}
 	top, err := waitTopology(ctx, ch.top)
@@ -375,7 +357,7 @@ func (ch *Chat) loadState() (bool, error) {
 			return false, fmt.Errorf("node: chat: %s is damaged", chatStateFile)
 		}
 	}
-	if ch.cfg.Chain.RPC != "" {
+	if len(ch.cfg.Chain.Endpoints()) > 0 {
 		ch.state.Chain = ch.cfg.Chain
 	} else if err := ch.state.Chain.check(); err != nil && ch.cfg.Topology == nil {
 		return false, err

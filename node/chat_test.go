@@ -28,7 +28,7 @@ func chatLogger(t *testing.T) *slog.Logger {
 
 // startChatNet starts a real local network (chain, 9 relays, 2 mailbox
 // nodes) with fast blocks and 5 ms per hop, and returns its chain config
-// (trust on first use of its RPC).
+// (its RPC and the root of trust the validator reports).
 func startChatNet(t *testing.T, ctx context.Context) node.ChainConfig {
 	t.Helper()
 	n, err := testnet.Start(ctx, testnet.Config{
@@ -43,11 +43,7 @@ func startChatNet(t *testing.T, ctx context.Context) node.ChainConfig {
 			t.Error(err)
 		}
 	})
-	cc, err := node.ChainFromRPC(ctx, n.RPC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cc
+	return n.Chain()
 }
 
 type user struct {
@@ -380,7 +376,7 @@ func TestChatConfigErrors(t *testing.T) {
 	if _, err := node.StartChat(ctx, node.ChatConfig{DataDir: dir}); err == nil {
 		t.Error("bad identity accepted")
 	}
-	if _, err := node.ChainFromRPC(ctx, "http://127.0.0.1:1"); err == nil {
+	if _, err := node.ReportedTrustRoot(ctx, []string{"http://127.0.0.1:1"}); err == nil {
 		t.Error("unreachable RPC accepted")
 	}
 }
@@ -401,10 +397,7 @@ func BenchmarkChatDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer n.Close()
-	cc, err := node.ChainFromRPC(ctx, n.RPC())
-	if err != nil {
-		b.Fatal(err)
-	}
+	cc := n.Chain()
 	kdf := cheapKDF
 	start := func(name string) *node.Chat {
 		c, err := node.StartChat(ctx, node.ChatConfig{DataDir: filepath.Join(b.TempDir(), name), Chain: cc, KDF: &kdf, Name: name, MaxBackoff: 5 * time.Second})

@@ -43,7 +43,7 @@ func startChainRelays(t *testing.T, ctx context.Context, p pki.Params, n int) (C
 			}
 		}
 	})
-	cache, err := FollowChain(ctx, cc, 200*time.Millisecond, testLog(t))
+	cache, _, err := FollowChain(ctx, cc, "", 200*time.Millisecond, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	log.Info("waiting for the chain's topology", "rpc", cfg.Chain.RPC)
+	log.Info("waiting for the chain's topology", "rpc", cfg.Chain.Endpoints())
 	top, err := member.Wait(ctx, func(*pki.Topology) bool { return true })
 	if err != nil {
 		return fmt.Errorf("node: chain: %w", err)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,22 +26,80 @@ import (
 // what it reads there.
 type ChainConfig struct {
 	// RPC is a validator's CometBFT RPC endpoint ("http://127.0.0.1:26657").
+	// It is the first endpoint; configs with one endpoint need only it.
 	RPC string `toml:"rpc"`
-	// Witnesses are other validators' RPC endpoints the light client
-	// cross-checks headers with; default the primary.
+	// RPCs are more endpoints, in order of preference after RPC. The node
+	// reads through the first that answers, fails over to the next, and
+	// every other endpoint serves as a witness of the light client.
+	RPCs []string `toml:"rpcs"`
+	// Witnesses are extra endpoints used only as witnesses.
 	Witnesses []string `toml:"witnesses"`
 	// TrustHeight and TrustHash (hex) are the root of trust, as
-	// `strata validator start` prints it.
+	// `strata validator start` prints it. They may be left out once the
+	// node's light-client store holds a trusted header within the trust
+	// period (the node then resumes from it).
 	TrustHeight int64  `toml:"trust_height"`
 	TrustHash   string `toml:"trust_hash"`
+	// TrustPeriod (a Go duration, default "168h") is how long a verified
+	// header stays a root of trust: a node that verified nothing for
+	// longer refuses to start until it is given a fresh trust root. It
+	// must be shorter than the chain's unbonding period.
+	TrustPeriod string `toml:"trust_period"`
 }
 
+// trustPeriod is TrustPeriod parsed (0 for the default); check validates it.
+func (c *ChainConfig) trustPeriod() time.Duration {
+	d, _ := time.ParseDuration(c.TrustPeriod)
+	return d
+}
+
+// Endpoints returns RPC followed by RPCs, without repeats.
+func (c *ChainConfig) Endpoints() []string {
+	var out []string
+	for _, e := range append([]string{c.RPC}, c.RPCs...) {
+		if e != "" && !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Check validates the chain section: at least one endpoint, every
+// endpoint an http://, https:// or tcp:// URL, and a trust root that is
+// either absent (the light client's store must then hold one) or a height
+// > 0 with a 32-byte hex hash.
+func (c *ChainConfig) Check() error { return c.check() }
+
 func (c *ChainConfig) check() error {
-	if c.RPC == "" || c.TrustHeight <= 0 || len(c.TrustHash) != 64 {
-		return errors.New("node: [chain] needs rpc, trust_height > 0 and trust_hash (64 hex digits)")
+	eps := c.Endpoints()
+	if len(eps) == 0 {
+		return errors.New("node: [chain] needs an RPC endpoint (rpc or rpcs)")
+	}
+	for _, e := range append(eps, c.Witnesses...) {
+		if err := checkEndpoint(e); err != nil {
+			return fmt.Errorf("node: [chain]: %w", err)
+		}
+	}
+	if d, err := time.ParseDuration(c.TrustPeriod); c.TrustPeriod != "" && (err != nil || d <= 0) {
+		return fmt.Errorf("node: [chain] trust_period %q: want a positive duration", c.TrustPeriod)
+	}
+	if c.TrustHeight == 0 && c.TrustHash == "" {
+		return nil // resumed from the light-client store, or refused there
+	}
+	if c.TrustHeight <= 0 {
+		return errors.New("node: [chain] trust_height must be > 0 when trust_hash is set")
 	}
 	if _, err := parseHex32(c.TrustHash); err != nil {
 		return fmt.Errorf("node: [chain] trust_hash: %w", err)
+	}
+	return nil
+}
+
+// checkEndpoint accepts http://, https:// and tcp:// URLs with a host.
+func checkEndpoint(e string) error {
+	u, err := url.Parse(e)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp") {
+		return fmt.Errorf("RPC endpoint %q: want http://, https:// or tcp://host:port", e)
 	}
 	return nil
 }
@@ -72,9 +132,12 @@ type Membership struct {
 	verify *pki.Verifier
 	cache  *pki.TopologyCache
 	agent  *pki.Agent
+	watch  *chainWatch
 	log    *slog.Logger
 
 	keyMu sync.Mutex // serializes making mix keys: one key per epoch, ever
+
+	done chan struct{} // closed once the work has stopped and the light client's store is closed
 
 	mu      sync.Mutex
 	current *pki.Topology
@@ -82,11 +145,10 @@ type Membership struct {
 }
 
 // StartMembership registers the node and starts following the chain; the
-// work runs until ctx ends.
+// work runs until ctx ends. The light client keeps its trusted headers in
+// <DataDir>/light, so a restart within the trust period resumes from the
+// last verified header.
 func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, error) {
-	if err := cfg.Chain.check(); err != nil {
-		return nil, err
-	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -94,22 +156,19 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	trust, _ := parseHex32(cfg.Chain.TrustHash)
-	v, err := pki.NewVerifier(ctx, pki.VerifierConfig{
-		Primary: cfg.Chain.RPC, Witnesses: cfg.Chain.Witnesses,
-		TrustHeight: cfg.Chain.TrustHeight, TrustHash: trust[:], Logger: log,
-	})
+	v, err := openVerifier(ctx, cfg.Chain, filepath.Join(cfg.DataDir, LightDir), log)
 	if err != nil {
-		return nil, fmt.Errorf("node: chain: %w", err)
+		return nil, err
 	}
 	chainID := v.Chain().ChainID()
 	pki.ServeProbe(cfg.Host.LibP2P(), cfg.Identity, chainID)
 	m := &Membership{
 		cfg: cfg, self: sphinx.NodeID(cfg.Host.ID()), verify: v, cache: pki.NewTopologyCache(v),
-		log: log, changed: make(chan struct{}),
+		watch: newChainWatch(log), log: log, changed: make(chan struct{}), done: make(chan struct{}),
 	}
 	addrs, err := m.addrsToRegister(ctx)
 	if err != nil {
+		v.Close()
 		return nil, err
 	}
 	m.agent, err = pki.NewAgent(pki.AgentConfig{
@@ -117,15 +176,39 @@ func StartMembership(ctx context.Context, cfg MembershipConfig) (*Membership, er
 		MixKey: m.mixKey, Interval: cfg.Interval, Logger: log,
 	})
 	if err != nil {
+		v.Close()
 		return nil, err
 	}
+	var wg sync.WaitGroup
+	wg.Go(func() { m.register(ctx) })
+	wg.Go(func() { m.follow(ctx) })
 	go func() {
-		if err := m.agent.Run(ctx); err != nil && ctx.Err() == nil {
-			log.Error("pki agent stopped", "err", err)
+		defer close(m.done)
+		wg.Wait()
+		if err := v.Close(); err != nil {
+			log.Warn("closing the light client's store", "err", err)
 		}
 	}()
-	go m.follow(ctx)
 	return m, nil
+}
+
+// register runs the PKI agent's step every Interval until ctx ends; a
+// failing step is logged once until it works again (chainWatch).
+func (m *Membership) register(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		_, err := m.agent.Step(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		m.watch.result("registration", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // mixKey returns the node's public mix key of epoch, making and saving the
@@ -145,12 +228,11 @@ func (m *Membership) follow(ctx context.Context) {
 	tick := time.NewTicker(m.cfg.Interval / 2)
 	defer tick.Stop()
 	for {
-		if err := m.cache.Refresh(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			m.log.Debug("topology refresh", "err", err)
-		} else if top := m.cache.Current(); top != nil {
+		err := m.cache.Refresh(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if top := m.cache.Current(); err == nil && top != nil {
 			m.mu.Lock()
 			if m.current == nil || m.current.Hash() != top.Hash() {
 				m.current = top
@@ -166,6 +248,11 @@ func (m *Membership) follow(ctx context.Context) {
 		}
 	}
 }
+
+// Done is closed once ctx has ended, the membership's work has stopped and
+// the light client's store is closed (a node restarted in the same process
+// waits for it).
+func (m *Membership) Done() <-chan struct{} { return m.done }
 
 // Epoch returns the chain's current epoch, verified.
 func (m *Membership) Epoch(ctx context.Context) (pki.EpochInfo, error) {

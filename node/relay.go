@@ -253,7 +253,7 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		}
 		// The network's parameters (the delay policy among them) come with
 		// the first verified topology; the relay registers meanwhile.
-		log.Info("waiting for the chain's topology", "rpc", cfg.Chain.RPC)
+		log.Info("waiting for the chain's topology", "rpc", cfg.Chain.Endpoints())
 		top, err := member.Wait(ctx, func(*pki.Topology) bool { return true })
 		if err != nil {
 			return fmt.Errorf("node: chain: %w", err)

@@ -141,6 +141,7 @@ type Testnet struct {
 	validator *pki.ValidatorNode
 	chain     node.ChainConfig
 	cache     *pki.TopologyCache
+	lightDone <-chan struct{} // closed once the light client's store is closed
 	nodes     []*nodeProc
 	clients   []*demoClient
 	stats     Stats
@@ -199,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Testnet, error) {
 	}
 	step("%d relays and %d mailbox nodes started; registering (intention, probes, VRF, mix keys)", cfg.Relays, cfg.Mailboxes)
 
-	t.cache, err = node.FollowChain(runCtx, chain, 250*time.Millisecond, cfg.Logger.With("node", "light-client"))
+	t.cache, t.lightDone, err = node.FollowChain(runCtx, chain, filepath.Join(cfg.DataDir, "light-client"), 250*time.Millisecond, cfg.Logger.With("node", "light-client"))
 	if err != nil {
 		return nil, err
 	}
@@ -350,6 +351,12 @@ func (t *Testnet) DashboardURL() string { return t.dashURL }
 // RPC returns the validator's CometBFT RPC endpoint.
 func (t *Testnet) RPC() string { return t.chain.RPC }
 
+// Chain returns what a node or client needs to reach and trust the
+// testnet's chain: its RPC endpoint and its root of trust (block 1, as the
+// embedded validator itself reports it — no endpoint is trusted on first
+// use).
+func (t *Testnet) Chain() node.ChainConfig { return t.chain }
+
 // Metrics returns every node's Prometheus endpoint, by node name.
 func (t *Testnet) Metrics() map[string]string {
 	out := map[string]string{}
@@ -372,6 +379,9 @@ func (t *Testnet) Close() error {
 	}
 	t.cancel()
 	t.wg.Wait()
+	if t.lightDone != nil {
+		<-t.lightDone
+	}
 	var errs []error
 	for _, c := range t.clients {
 		errs = append(errs, c.close())

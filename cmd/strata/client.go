@@ -91,7 +91,9 @@ func newClientCmd() *cobra.Command {
 mixnet, one scriptable command at a time. Each command starts the user from
 --data-dir, does its work and stops. See also "strata chat".
 
-  strata client init --data-dir alice --chain http://127.0.0.1:26657 --name alice
+  strata client init --data-dir alice --chain http://127.0.0.1:26657 \
+      --trust-height 1 --trust-hash HASH --name alice   # the chain's trust root
+  strata client chain --data-dir alice --add http://10.0.0.2:26657
   strata client card --data-dir alice            # prints alice's contact code
   strata client contact add --data-dir bob CODE  # bob opens a 1:1 chat with alice
   strata client send --data-dir bob alice "hello"
@@ -101,7 +103,7 @@ mixnet, one scriptable command at a time. Each command starts the user from
 	}
 	o.register(cmd)
 	cmd.AddCommand(newClientInitCmd(o), newClientCardCmd(o), newClientContactCmd(o), newClientSendCmd(o),
-		newClientReadCmd(o), newClientRoomsCmd(o), newClientHistoryCmd(o), newClientRoomCmd(o))
+		newClientReadCmd(o), newClientRoomsCmd(o), newClientHistoryCmd(o), newClientRoomCmd(o), newClientChainCmd(o))
 	return cmd
 }
 
@@ -119,25 +121,35 @@ func parseNodeID(s string) (sphinx.NodeID, error) {
 }
 
 func newClientInitCmd(o *clientOpts) *cobra.Command {
-	var chain, trustHash, name, home, box string
+	var chains []string
+	var trustHash, name, home, box string
 	var trustHeight int64
+	var firstUse bool
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Make a user: keys, a mailbox on a mailbox node, the encrypted store",
 		Long: `init makes a new user in --data-dir: a mix identity, a home relay and a
 mailbox node chosen from the verified topology (or given), a mailbox created
-there, and the encrypted e2e store. Without --trust-hash the chain's block 1
-is trusted as the RPC endpoint reports it (fine for a local testnet).`,
+there, and the encrypted e2e store.
+
+The user verifies everything the chain says from a root of trust, the height
+and hash of a block given with --trust-height and --trust-hash (the network's
+operators publish it; strata validator start and strata testnet print it).
+Without --trust-hash, init prints the latest block as the first --chain
+endpoint reports it (cross-checked with the other --chain endpoints) and stops;
+--trust-first-use trusts that block instead, which is only as safe as the
+endpoints. --chain may be repeated (or take a comma-separated list): the user
+reads through the first that answers and the others serve as witnesses.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if chain == "" {
+			if len(chains) == 0 {
 				return errors.New("client init: --chain is required (a validator's RPC, as strata testnet prints it)")
-			}
-			if !strings.HasPrefix(chain, "http://") && !strings.HasPrefix(chain, "https://") && !strings.HasPrefix(chain, "tcp://") {
-				return fmt.Errorf("client init: --chain %q: want an http:// or tcp:// RPC endpoint", chain)
 			}
 			if name == "" || len(name) > 64 {
 				return errors.New("client init: --name must have 1 to 64 bytes")
+			}
+			if trustHash != "" && firstUse {
+				return errors.New("client init: --trust-hash and --trust-first-use exclude each other")
 			}
 			homeID, err := parseNodeID(home)
 			if err != nil {
@@ -146,6 +158,15 @@ is trusted as the RPC endpoint reports it (fine for a local testnet).`,
 			boxID, err := parseNodeID(box)
 			if err != nil {
 				return fmt.Errorf("client init: --mailbox: %w", err)
+			}
+			cc := node.ChainConfig{RPCs: chains, TrustHeight: trustHeight, TrustHash: trustHash}
+			if trustHash == "" {
+				// The shape of the chain section is checked before asking
+				// the endpoints.
+				cc.TrustHeight = 0
+			}
+			if err := cc.Check(); err != nil {
+				return fmt.Errorf("client init: %w", err)
 			}
 			cfg, err := o.config(cmd)
 			if err != nil {
@@ -156,12 +177,28 @@ is trusted as the RPC endpoint reports it (fine for a local testnet).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
-			cc := node.ChainConfig{RPC: chain, TrustHeight: trustHeight, TrustHash: trustHash}
 			if trustHash == "" {
-				if cc, err = node.ChainFromRPC(ctx, chain); err != nil {
-					return err
+				root, err := node.ReportedTrustRoot(ctx, chains)
+				if err != nil {
+					return fmt.Errorf("client init: no --trust-hash, and reading a block to propose failed: %w", err)
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "trusting block 1 (%s) as %s reports it\n", cc.TrustHash[:16], chain)
+				w := cmd.ErrOrStderr()
+				fmt.Fprintf(w, "%s reports its latest block as height %d hash %s", root.From, root.Height, root.Hash)
+				if len(root.Agree) > 0 {
+					fmt.Fprintf(w, " (%d other endpoint(s) agree)", len(root.Agree))
+				}
+				fmt.Fprintln(w)
+				for ep, err := range root.Unasked {
+					fmt.Fprintf(w, "  not cross-checked with %s: %v\n", ep, err)
+				}
+				if !firstUse {
+					fmt.Fprintf(w, "Nothing of it is verified. Check it with the network's operators, then run init again with\n"+
+						"  --trust-height %d --trust-hash %s\n"+
+						"or their published trust root, or with --trust-first-use to trust it as the endpoint reports it.\n", root.Height, root.Hash)
+					return errors.New("client init: refusing to trust the chain without --trust-hash (or --trust-first-use)")
+				}
+				fmt.Fprintf(w, "trusting it on first use (--trust-first-use)\n")
+				cc.TrustHeight, cc.TrustHash = root.Height, root.Hash
 			}
 			cfg.Chain, cfg.Name, cfg.Home, cfg.Mailbox = cc, name, homeID, boxID
 			ch, err := node.StartChat(ctx, cfg)
@@ -181,9 +218,10 @@ is trusted as the RPC endpoint reports it (fine for a local testnet).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&chain, "chain", "", "a validator's CometBFT RPC endpoint (required)")
+	f.StringSliceVar(&chains, "chain", nil, "a validator's CometBFT RPC endpoint (required; repeat or comma-separate for several, in order of preference)")
 	f.Int64Var(&trustHeight, "trust-height", 1, "height of the trusted block")
-	f.StringVar(&trustHash, "trust-hash", "", "hash of the trusted block (hex; default: trust the endpoint's block 1)")
+	f.StringVar(&trustHash, "trust-hash", "", "hash of the trusted block (64 hex digits); required unless --trust-first-use")
+	f.BoolVar(&firstUse, "trust-first-use", false, "without --trust-hash: trust the latest block as the first --chain endpoint reports it")
 	f.StringVar(&name, "name", "", "display name (required)")
 	f.StringVar(&home, "home", "", "home relay's node id (hex; default: random)")
 	f.StringVar(&box, "mailbox", "", "mailbox node's id (hex; default: random)")

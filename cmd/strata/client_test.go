@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 
 	"github.com/strata-mix/strata/testnet"
 )
@@ -23,6 +28,11 @@ func TestClientRefusesBadInput(t *testing.T) {
 		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--home", "zz"},
 		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--timeout", "2s"},
 		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--log-level", "loud"},
+		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--trust-first-use", "--timeout", "2s"},
+		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--trust-hash", "zz"},
+		{"client", "init", "--data-dir", empty, "--name", "a", "--chain", "http://127.0.0.1:1", "--trust-hash", strings.Repeat("ab", 32), "--trust-first-use"},
+		{"client", "chain", "--data-dir", empty},
+		{"client", "chain", "--data-dir", empty, "--add", "http://127.0.0.1:1"},
 		{"client", "card", "--data-dir", empty},
 		{"client", "card", "--data-dir", empty, "--passphrase-file", pass},
 		{"client", "rooms", "--data-dir", empty},
@@ -111,9 +121,37 @@ func TestClientScriptedRun(t *testing.T) {
 		}()
 		return c
 	}
+	// Without a trust root init refuses, and prints the block it would
+	// trust: the chain's latest block as the endpoint reports it.
+	out, err := run("client", "init", "--data-dir", dirs["bob"], "--passphrase-file", passFile, "--chain", n.RPC(), "--name", "bob")
+	if err == nil || !strings.Contains(err.Error(), "--trust-first-use") {
+		t.Fatalf("init without --trust-hash: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dirs["bob"], "chat.json")); err == nil {
+		t.Fatal("a refused init left a user behind")
+	}
+	var height int64
+	var hash string
+	for _, l := range strings.Split(out, "\n") {
+		if _, err := fmt.Sscanf(l, n.RPC()+" reports its latest block as height %d hash %s", &height, &hash); err == nil {
+			break
+		}
+	}
+	if height < 1 || len(hash) != 64 || !strings.Contains(out, "--trust-height "+strconv.FormatInt(height, 10)+" --trust-hash "+hash) {
+		t.Fatalf("init without --trust-hash printed no block to trust:\n%s", out)
+	}
+	if want := blockHash(t, n.RPC(), height); want != hash {
+		t.Fatalf("init printed hash %s for block %d, the chain has %s", hash, height, want)
+	}
+	// alice gets the testnet's trust root; bob trusts on first use.
+	cc := n.Chain()
+	initArgs := map[string][]string{
+		"alice": {"--trust-height", strconv.FormatInt(cc.TrustHeight, 10), "--trust-hash", cc.TrustHash},
+		"bob":   {"--trust-first-use"},
+	}
 	codes := map[string]string{}
 	for who := range dirs {
-		out := strata(who, "init", "--chain", n.RPC(), "--name", who)
+		out := strata(who, append([]string{"init", "--chain", n.RPC(), "--name", who}, initArgs[who]...)...)
 		for _, l := range strings.Split(out, "\n") {
 			if strings.HasPrefix(l, "strata1") {
 				codes[who] = l
@@ -123,7 +161,7 @@ func TestClientScriptedRun(t *testing.T) {
 			t.Fatalf("init printed no code: %s", out)
 		}
 	}
-	if _, err := run("client", "init", "--data-dir", dirs["alice"], "--chain", n.RPC(), "--name", "again"); err == nil {
+	if _, err := run("client", "init", "--data-dir", dirs["alice"], "--chain", n.RPC(), "--name", "again", "--trust-first-use"); err == nil {
 		t.Error("init over an existing user succeeded")
 	}
 	if _, err := run("client", "rooms", "--data-dir", dirs["alice"], "--passphrase-file", filepath.Join(base, "nope")); err == nil {
@@ -191,7 +229,7 @@ func TestClientScriptedRun(t *testing.T) {
 	if _, err := run("client", "room", "invite", "team", "nobody", "--data-dir", dirs["alice"], "--passphrase-file", passFile); err == nil {
 		t.Error("invite of an unknown contact succeeded")
 	}
-	out, err := runIn("/help\n/contacts\n/room bob\nvia chat\n/nonsense\n/history\n", "chat", "--data-dir", dirs["alice"], "--passphrase-file", passFile)
+	out, err = runIn("/help\n/contacts\n/room bob\nvia chat\n/nonsense\n/history\n", "chat", "--data-dir", dirs["alice"], "--passphrase-file", passFile)
 	if err != nil {
 		t.Fatalf("chat: %v\n%s", err, out)
 	}
@@ -203,4 +241,52 @@ func TestClientScriptedRun(t *testing.T) {
 	if out := strata("bob", "read", "--wait", "3s"); !strings.Contains(out, "alice: via chat") {
 		t.Errorf("bob read after chat: %s", out)
 	}
+
+	// alice's endpoints change: a dead one only, and she cannot start;
+	// the testnet's added after it, and she reads and sends through it
+	// (failing over from the dead one), her trust root and store kept.
+	dead := "http://127.0.0.1:1"
+	if out := strata("alice", "chain"); !strings.Contains(out, "endpoint 1\t"+n.RPC()) || !strings.Contains(out, cc.TrustHash) {
+		t.Errorf("chain: %s", out)
+	}
+	if out := strata("alice", "chain", "--set", dead); !strings.Contains(out, "endpoint 1\t"+dead) || strings.Contains(out, n.RPC()) {
+		t.Errorf("chain --set: %s", out)
+	}
+	if out, err := run("client", "read", "--data-dir", dirs["alice"], "--passphrase-file", passFile, "--wait", "0s", "--timeout", "5s"); err == nil {
+		t.Errorf("read through a dead endpoint only succeeded: %s", out)
+	}
+	out = strata("alice", "chain", "--add", n.RPC())
+	if !strings.Contains(out, "endpoint 1\t"+dead) || !strings.Contains(out, "endpoint 2\t"+n.RPC()) || !strings.Contains(out, "height "+strconv.FormatInt(cc.TrustHeight, 10)+" hash "+cc.TrustHash) {
+		t.Errorf("chain --add: %s", out)
+	}
+	reading = background("bob", "read", "--wait", "8s")
+	if out := strata("alice", "send", "bob", "after the endpoint change", "--wait", "20s"); !strings.Contains(out, "acked") {
+		t.Errorf("send after chain --add: %s", out)
+	}
+	if out := <-reading; !strings.Contains(out, "alice: after the endpoint change") {
+		t.Errorf("bob read after alice's endpoint change: %s", out)
+	}
+	if _, err := run("client", "chain", "--data-dir", dirs["alice"], "--remove", "http://127.0.0.1:2"); err == nil {
+		t.Error("chain --remove of an unknown endpoint succeeded")
+	}
+	if _, err := run("client", "chain", "--data-dir", dirs["alice"], "--set", "ftp://x"); err == nil {
+		t.Error("chain --set ftp://x succeeded")
+	}
+	if out := strata("alice", "chain", "--remove", dead); strings.Contains(out, dead) || !strings.Contains(out, "endpoint 1\t"+n.RPC()) {
+		t.Errorf("chain --remove: %s", out)
+	}
+}
+
+// blockHash returns the hash of block height as rpc reports it.
+func blockHash(t *testing.T, rpc string, height int64) string {
+	t.Helper()
+	c, err := rpchttp.New(rpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Block(context.Background(), &height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b.BlockID.Hash)
 }

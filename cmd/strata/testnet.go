@@ -89,7 +89,8 @@ Prometheus metrics; the addresses are printed. Ctrl-C stops everything.`,
 				}
 			}()
 			fmt.Fprintf(out, "network up in %.1fs. Chain RPC %s\n", time.Since(start).Seconds(), net.RPC())
-			fmt.Fprintf(out, "chat users: strata client init --data-dir DIR --name NAME --chain %s (then strata chat --data-dir DIR)\n", net.RPC())
+			cc := net.Chain()
+			fmt.Fprintf(out, "chat users: strata client init --data-dir DIR --name NAME --chain %s --trust-height %d --trust-hash %s (then strata chat --data-dir DIR)\n", net.RPC(), cc.TrustHeight, cc.TrustHash)
 			metrics := net.Metrics()
 			names := make([]string, 0, len(metrics))
 			for n := range metrics {
