@@ -85,9 +85,9 @@ func openVerifier(ctx context.Context, cc ChainConfig, storeDir string, log *slo
 		TrustPeriod: cc.trustPeriod(), StoreDir: storeDir, Logger: log,
 	})
 	if errors.Is(err, pki.ErrTrustExpired) {
-		return nil, fmt.Errorf("node: chain: %w: every trusted header (in %s, and trust_height %d of the config) is older than the trust period, "+
-			"so nothing the chain says can be verified. Get a fresh trust root — the height and hash of a recent block, from a validator "+
-			"operator you trust — and set it as trust_height and trust_hash (strata client: init a new user, or edit chat.json)", err, storeDir, cc.TrustHeight)
+		// pki's error says why and what to get; this says where to put it.
+		return nil, fmt.Errorf("node: chain: %w. A node takes the fresh root as trust_height and trust_hash in [chain]; "+
+			"a strata client user with strata client chain --trust-height H --trust-hash X", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("node: chain: %w", err)

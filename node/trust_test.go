@@ -313,7 +313,7 @@ func TestMembershipResumesTrustFromItsStore(t *testing.T) {
 	// expired.
 	time.Sleep(period + time.Second)
 	_, _, err = startMember(t, short, dir, testLog(t))
-	if !errors.Is(err, pki.ErrTrustExpired) || !strings.Contains(err.Error(), "fresh trust root") {
+	if !errors.Is(err, pki.ErrTrustExpired) || !strings.Contains(err.Error(), "fresh trust root") || !strings.Contains(err.Error(), "trust_hash in [chain]") {
 		t.Fatalf("restart after the trust period: %v, want ErrTrustExpired saying what to do", err)
 	}
 	t.Logf("expired: %v", err)

@@ -275,6 +275,15 @@ func TestClientScriptedRun(t *testing.T) {
 	if out := strata("alice", "chain", "--remove", dead); strings.Contains(out, dead) || !strings.Contains(out, "endpoint 1\t"+n.RPC()) {
 		t.Errorf("chain --remove: %s", out)
 	}
+	// A new root of trust: both halves or nothing; then the block init
+	// printed, and alice still starts.
+	if _, err := run("client", "chain", "--data-dir", dirs["alice"], "--trust-height", "3"); err == nil {
+		t.Error("chain --trust-height without --trust-hash succeeded")
+	}
+	if out := strata("alice", "chain", "--trust-height", strconv.FormatInt(height, 10), "--trust-hash", hash); !strings.Contains(out, "height "+strconv.FormatInt(height, 10)+" hash "+hash) {
+		t.Errorf("chain --trust-height --trust-hash: %s", out)
+	}
+	strata("alice", "read", "--wait", "0s")
 }
 
 // blockHash returns the hash of block height as rpc reports it.
