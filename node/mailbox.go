@@ -149,13 +149,18 @@ func RunMailbox(ctx context.Context, cfg *MailboxConfig, log *slog.Logger) error
 		return err
 	}
 	defer host.Close()
-	member, err := StartMembership(ctx, MembershipConfig{
+	// The membership's work (and its light-client store) ends before
+	// RunMailbox returns, so the data directory can be reopened at once.
+	mctx, stop := context.WithCancel(ctx)
+	member, err := StartMembership(mctx, MembershipConfig{
 		Chain: *cfg.Chain, Identity: identity, Role: pki.RoleMailbox, DataDir: cfg.DataDir,
 		Host: host, Interval: duration(cfg.ChainInterval, time.Second), Announce: cfg.Announce, Logger: log,
 	})
 	if err != nil {
+		stop()
 		return err
 	}
+	defer func() { stop(); <-member.Done() }()
 	log.Info("waiting for the chain's topology", "rpc", cfg.Chain.Endpoints())
 	top, err := member.Wait(ctx, func(*pki.Topology) bool { return true })
 	if err != nil {

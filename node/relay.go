@@ -244,13 +244,18 @@ func RunRelay(ctx context.Context, cfg *RelayConfig, log *slog.Logger) error {
 		homeAt client.HomeEpoch // what the home needs of the first topology
 	)
 	if cfg.Chain != nil {
-		member, err = StartMembership(ctx, MembershipConfig{
+		// The membership's work (and its light-client store) ends before
+		// RunRelay returns, so the data directory can be reopened at once.
+		mctx, stop := context.WithCancel(ctx)
+		member, err = StartMembership(mctx, MembershipConfig{
 			Chain: *cfg.Chain, Identity: identity, Role: pki.RoleRelay, DataDir: cfg.DataDir,
 			Host: host, Interval: cfg.chainInterval(), Announce: cfg.Announce, Logger: log,
 		})
 		if err != nil {
+			stop()
 			return err
 		}
+		defer func() { stop(); <-member.Done() }()
 		// The network's parameters (the delay policy among them) come with
 		// the first verified topology; the relay registers meanwhile.
 		log.Info("waiting for the chain's topology", "rpc", cfg.Chain.Endpoints())

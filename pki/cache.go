@@ -78,7 +78,7 @@ func errorKind(err error) string {
 	if err == nil {
 		return ""
 	}
-	for _, s := range []error{ErrTrustExpired, ErrStaleAnswer, ErrFork, ErrWrongChain, ErrUnverified, ErrNotFound} {
+	for _, s := range []error{ErrTrustExpired, ErrStaleAnswer, ErrFork, ErrWrongChain, ErrUnverified, ErrNotFound, ErrNoEndpoint} {
 		if errors.Is(err, s) {
 			return s.Error()
 		}

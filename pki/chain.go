@@ -103,7 +103,7 @@ func (c *RPCChain) each(ctx context.Context, do func(*endpoint) error) error {
 	if len(errs) == 0 {
 		return c.set.noneUp()
 	}
-	return fmt.Errorf("pki: no RPC endpoint answers: %w", errors.Join(errs...))
+	return fmt.Errorf("%w: %w", ErrNoEndpoint, errors.Join(errs...))
 }
 
 func queryProof(ctx context.Context, ep *endpoint, path string, prove bool) ([]byte, int64, []byte, error) {

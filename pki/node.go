@@ -403,11 +403,12 @@ func (n *ValidatorNode) BroadcastTx(ctx context.Context, tx []byte) error {
 	return nil
 }
 
-// TrustRoot returns the height and hash of the chain's first block, once
-// it is committed: the root of trust a Verifier starts from. Operators
-// publish it with the network's configuration.
+// TrustRoot returns the height and hash of the chain's latest committed
+// block (block 1 on a new chain, once it is committed): the root of trust
+// a Verifier starts from. A root is good for the verifier's trust period
+// (7 days by default), so operators hand out a recent one, never block 1
+// of an old chain.
 func (n *ValidatorNode) TrustRoot(ctx context.Context) (int64, []byte, error) {
-	h := int64(1)
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for n.Height() < 1 {
@@ -417,9 +418,10 @@ func (n *ValidatorNode) TrustRoot(ctx context.Context) (int64, []byte, error) {
 		case <-t.C:
 		}
 	}
+	h := n.Height()
 	b, err := n.client.Block(ctx, &h)
 	if err != nil {
-		return 0, nil, fmt.Errorf("pki: block 1: %w", err)
+		return 0, nil, fmt.Errorf("pki: block %d: %w", h, err)
 	}
 	return h, b.BlockID.Hash, nil
 }

@@ -77,6 +77,8 @@ var (
 	ErrFork = errors.New("pki: fork detected")
 	// ErrWrongChain: an endpoint serves another chain id.
 	ErrWrongChain = errors.New("pki: endpoint serves another chain")
+	// ErrNoEndpoint: no configured RPC endpoint answered.
+	ErrNoEndpoint = errors.New("pki: no RPC endpoint answers")
 )
 
 // Verifier reads the PKI through a CometBFT light client: every answer

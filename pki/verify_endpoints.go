@@ -108,7 +108,7 @@ func (s *endpointSet) learnChainID(ctx context.Context, want string) error {
 		}
 	}
 	if want == "" {
-		return fmt.Errorf("pki: no RPC endpoint answers: %w", errors.Join(errs...))
+		return fmt.Errorf("%w: %w", ErrNoEndpoint, errors.Join(errs...))
 	}
 	s.chainID = want
 	return nil
@@ -210,7 +210,7 @@ func (s *endpointSet) noneUp() error {
 			errs = append(errs, ep.down)
 		}
 	}
-	return fmt.Errorf("pki: no RPC endpoint is up: %w", errors.Join(errs...))
+	return fmt.Errorf("%w (none is up): %w", ErrNoEndpoint, errors.Join(errs...))
 }
 
 func (s *endpointSet) isDown(ep *endpoint) bool {

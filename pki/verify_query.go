@@ -133,7 +133,7 @@ func (v *Verifier) withEndpoint(ctx context.Context, do func(*endpoint) error) e
 	if len(errs) == 0 {
 		return v.set.noneUp()
 	}
-	return fmt.Errorf("pki: no RPC endpoint answers: %w", errors.Join(errs...))
+	return fmt.Errorf("%w: %w", ErrNoEndpoint, errors.Join(errs...))
 }
 
 // waitHeight waits until ep has committed height h, checking that it
