@@ -148,32 +148,21 @@ func (n *testNet) setTopology(top *pki.Topology) {
 func (n *testNet) topology(epoch uint64, relays, mboxes []*testRelay) (*pki.Topology, error) {
 	var beacon [32]byte
 	rand.Read(beacon[:])
-	t := &pki.Topology{ChainID: "client-test", Epoch: epoch, Beacon: beacon, Params: n.params}
-	byID := map[sphinx.NodeID]pki.Relay{}
-	var ranked []pki.Ranked
+	var rs []pki.Relay
 	for _, r := range relays {
 		pr := pki.Relay{NodeInfo: r.info}
 		rand.Read(pr.VRF[:])
-		byID[r.info.ID] = pr
-		ranked = append(ranked, pki.Ranked{ID: r.info.ID, VRF: pr.VRF})
+		rs = append(rs, pr)
 	}
-	if len(relays) > 0 {
-		g, err := pki.NewGraph(ranked, int(n.params.Layers), int(n.params.Successors), beacon)
-		if err != nil {
-			return nil, err
-		}
-		for layer, ids := range g.Layers {
-			for _, id := range ids {
-				r := byID[id]
-				r.Layer = layer
-				t.Relays = append(t.Relays, r)
-			}
-		}
-	}
+	var mbs []pki.NodeInfo
 	for _, m := range mboxes {
-		t.Mailboxes = append(t.Mailboxes, m.info)
+		mbs = append(mbs, m.info)
 	}
-	slices.SortFunc(t.Mailboxes, func(a, b pki.NodeInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	slices.SortFunc(mbs, func(a, b pki.NodeInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	t, err := pki.NewTopology("client-test", epoch, beacon, n.params, rs, mbs)
+	if err != nil {
+		return nil, err
+	}
 	return pki.DecodeTopology(t.Encode())
 }
 

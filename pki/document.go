@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 
 	"github.com/strata-mix/strata/sphinx"
 )
@@ -23,8 +24,11 @@ type Relay struct {
 	NodeInfo
 	// Layer is the relay's stratum, 0 first.
 	Layer int
-	// VRF is the relay's verified VRF output on the document's beacon.
+	// VRF is the relay's sort key: its verified VRF output on the
+	// document's VRFBeacon or, when Withheld, WithheldKey(VRFBeacon, ID).
 	VRF [VRFOutputSize]byte
+	// Withheld marks a relay placed without a VRF output on VRFBeacon.
+	Withheld bool
 	// Next are the relays of layer Layer+1 this relay links to (empty in
 	// the last layer); derived with NewGraph when the document is decoded.
 	Next []sphinx.NodeID
@@ -39,12 +43,17 @@ type Relay struct {
 type Topology struct {
 	ChainID string
 	Epoch   uint64
-	// Beacon is the beacon the relays' VRF outputs were computed on (that
-	// of the previous epoch, or epoch 0's own for epoch 0); it also draws
-	// the link offsets.
+	// Beacon is the epoch's beacon: NextBeacon(VRFBeacon, Epoch, the
+	// relays placed by VRF output), or for epoch 0 the first block's hash.
+	// It draws the links, and relays prove their VRFs on it during the
+	// epoch.
 	Beacon [32]byte
-	Params Params
-	// Relays are in layer order, each layer in VRF order. Empty when too
+	// VRFBeacon is the beacon the relays' VRF outputs are on and their
+	// withheld keys derive from: the previous epoch's beacon, or for epoch
+	// 0 its own (equal to Beacon).
+	VRFBeacon [32]byte
+	Params    Params
+	// Relays are in layer order, each layer in sort-key order. Empty when too
 	// few relays were eligible to fill the layers.
 	Relays []Relay
 	// Mailboxes are in id order.
@@ -54,7 +63,7 @@ type Topology struct {
 	index map[sphinx.NodeID]int
 }
 
-const docMagic = "STPK\x01"
+const docMagic = "STPK\x02"
 
 // Graph returns the epoch's stratified graph, or nil when the document has
 // no relays.
@@ -87,12 +96,18 @@ func (t *Topology) Encode() []byte {
 	e.raw([]byte(t.ChainID))
 	e.u64(t.Epoch)
 	e.raw(t.Beacon[:])
+	e.raw(t.VRFBeacon[:])
 	t.Params.encode(&e)
 	e.u32(uint32(len(t.Relays)))
 	for _, r := range t.Relays {
 		encodeNodeInfo(&e, &r.NodeInfo)
 		e.raw(r.VRF[:])
 		e.u8(uint8(r.Layer))
+		if r.Withheld {
+			e.u8(1)
+		} else {
+			e.u8(0)
+		}
 	}
 	e.u32(uint32(len(t.Mailboxes)))
 	for i := range t.Mailboxes {
@@ -130,6 +145,23 @@ func decodeNodeInfo(d *dec) NodeInfo {
 	return n
 }
 
+// topologyBeacon reads the beacon of a topology document the application
+// stored, without checking the rest.
+func topologyBeacon(b []byte) ([32]byte, error) {
+	var beacon [32]byte
+	d := &dec{b: b}
+	var magic [len(docMagic)]byte
+	d.fixed(magic[:], "magic")
+	if d.err == nil && string(magic[:]) != docMagic {
+		return beacon, fmt.Errorf("%w: not a topology document (magic %q)", ErrMalformed, magic[:])
+	}
+	var chain [255]byte
+	d.fixed(chain[:d.u8("chain id length")], "chain id")
+	d.u64("epoch")
+	d.fixed(beacon[:], "beacon")
+	return beacon, d.err
+}
+
 // Hash is SHA-256 of the canonical encoding.
 func (t *Topology) Hash() [32]byte { return sha256.Sum256(t.Encode()) }
 
@@ -137,9 +169,11 @@ func (t *Topology) Hash() [32]byte { return sha256.Sum256(t.Encode()) }
 const maxDocNodes = 1 << 20
 
 // DecodeTopology parses a topology document and checks that it is
-// consistent: its strata and order are those NewGraph derives from its
-// VRF outputs and beacon, no node appears twice, mailboxes are in id
-// order, and every mix key passes [sphinx.PublicKey.Validate] (the chain
+// consistent: its beacon follows from its VRF beacon and VRF outputs
+// (NextBeacon; equal to the VRF beacon in epoch 0), every relay flagged
+// withheld has the sort key WithheldKey and no other relay has, its
+// strata and order are those NewGraph derives from its sort keys and
+// beacon, no node appears twice, mailboxes are in id order, and every mix key passes [sphinx.PublicKey.Validate] (the chain
 // never admits one that fails, so a document carrying one is refused
 // whole and a client keeps its last good topology). It fills in every
 // relay's Next.
@@ -157,6 +191,7 @@ func DecodeTopology(b []byte) (*Topology, error) {
 	t.ChainID = string(chain[:n])
 	t.Epoch = d.u64("epoch")
 	d.fixed(t.Beacon[:], "beacon")
+	d.fixed(t.VRFBeacon[:], "vrf beacon")
 	t.Params = decodeParams(d)
 	nr := int(d.u32("relay count"))
 	if d.err == nil && nr > maxDocNodes {
@@ -166,6 +201,12 @@ func DecodeTopology(b []byte) (*Topology, error) {
 		r := Relay{NodeInfo: decodeNodeInfo(d)}
 		d.fixed(r.VRF[:], "vrf")
 		r.Layer = int(d.u8("layer"))
+		switch w := d.u8("withheld flag"); w {
+		case 0, 1:
+			r.Withheld = w == 1
+		default:
+			d.fail("withheld flag %d", w)
+		}
 		t.Relays = append(t.Relays, r)
 	}
 	nm := int(d.u32("mailbox count"))
@@ -192,6 +233,20 @@ func DecodeTopology(b []byte) (*Topology, error) {
 // with it.
 func (t *Topology) link() error {
 	t.index = make(map[sphinx.NodeID]int, len(t.Relays))
+	if t.Epoch == 0 && t.Beacon != t.VRFBeacon {
+		return fmt.Errorf("%w: topology document: epoch 0's beacon %x is not its VRF beacon %x", ErrMalformed, t.Beacon[:8], t.VRFBeacon[:8])
+	}
+	for i, r := range t.Relays {
+		if w := WithheldKey(t.VRFBeacon, r.ID); (w == r.VRF) != r.Withheld {
+			if r.Withheld {
+				return fmt.Errorf("%w: topology document: relay %d (%v) is flagged withheld but its key is not the withheld key", ErrMalformed, i, r.ID)
+			}
+			return fmt.Errorf("%w: topology document: relay %d (%v) has the withheld key and no flag", ErrMalformed, i, r.ID)
+		}
+	}
+	if b := epochBeacon(t.Epoch, t.VRFBeacon, t.Relays); b != t.Beacon {
+		return fmt.Errorf("%w: topology document: beacon %x, its VRF beacon and outputs give %x", ErrMalformed, t.Beacon[:8], b[:8])
+	}
 	if len(t.Relays) == 0 {
 		return nil
 	}
@@ -219,18 +274,40 @@ func (t *Topology) link() error {
 	return nil
 }
 
+// NewTopology builds the document of epoch as the chain does from relays
+// whose VRF fields are their outputs on vrfBeacon (a relay marked Withheld
+// is placed at its WithheldKey) and mailboxes in id order: strata, the
+// epoch's beacon (NextBeacon, or vrfBeacon for epoch 0) and links. With
+// fewer relays than layers it lists none.
+func NewTopology(chainID string, epoch uint64, vrfBeacon [32]byte, p Params, relays []Relay, mailboxes []NodeInfo) (*Topology, error) {
+	return buildTopology(chainID, epoch, vrfBeacon, p, relays, mailboxes)
+}
+
 // buildTopology orders eligible relays into strata and returns the
-// document. With fewer relays than layers the document lists none.
-func buildTopology(chainID string, epoch uint64, beacon [32]byte, p Params, relays []Relay, mailboxes []NodeInfo) (*Topology, error) {
-	t := &Topology{ChainID: chainID, Epoch: epoch, Beacon: beacon, Params: p, Mailboxes: mailboxes}
-	if len(relays) >= int(p.Layers) {
+// document of epoch. vrfBeacon is the beacon the relays' VRF outputs are
+// on; a relay marked Withheld gets its WithheldKey as sort key. The
+// document's beacon is epochBeacon over the relays it lists: with fewer
+// relays than layers it lists none.
+func buildTopology(chainID string, epoch uint64, vrfBeacon [32]byte, p Params, relays []Relay, mailboxes []NodeInfo) (*Topology, error) {
+	t := &Topology{ChainID: chainID, Epoch: epoch, VRFBeacon: vrfBeacon, Params: p, Mailboxes: mailboxes}
+	if len(relays) < int(p.Layers) {
+		relays = nil
+	}
+	relays = slices.Clone(relays)
+	for i := range relays {
+		if relays[i].Withheld {
+			relays[i].VRF = WithheldKey(vrfBeacon, relays[i].ID)
+		}
+	}
+	t.Beacon = epochBeacon(epoch, vrfBeacon, relays)
+	if len(relays) > 0 {
 		ranked := make([]Ranked, len(relays))
 		byID := make(map[sphinx.NodeID]Relay, len(relays))
 		for i, r := range relays {
 			ranked[i] = Ranked{ID: r.ID, VRF: r.VRF}
 			byID[r.ID] = r
 		}
-		g, err := NewGraph(ranked, int(p.Layers), int(p.Successors), beacon)
+		g, err := NewGraph(ranked, int(p.Layers), int(p.Successors), t.Beacon)
 		if err != nil {
 			return nil, err
 		}

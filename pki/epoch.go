@@ -6,7 +6,9 @@ import (
 
 // BeginBlock opens a new epoch when the block at height does: the first
 // block of the chain opens epoch 0, and every Params.EpochBlocks blocks
-// after it another. The opening block's hash is the new epoch's beacon.
+// after it another. The first block's hash is epoch 0's beacon; every later
+// epoch's beacon is the one its topology was frozen with (NextBeacon of the
+// previous beacon and the VRF outputs on it), so no block hash enters it.
 // Opening epoch e drops the nodes no quorum has seen for DropAfter epochs,
 // forgets intentions older than PendingEpochs, and expires mix keys,
 // topologies, attestations and replay records that can no longer matter.
@@ -25,7 +27,6 @@ func (m *Machine) BeginBlock(height int64, hash [32]byte) error {
 		return fmt.Errorf("pki: block %d skips the opening of epoch %d at %d", height, ei.Epoch+1, ei.NextStart(m.params))
 	}
 	e := ei.Epoch + 1
-	m.st.setEpoch(EpochInfo{Epoch: e, Open: true, Start: height, Beacon: hash})
 	nodes, err := m.st.nodes()
 	if err != nil {
 		return err
@@ -45,12 +46,21 @@ func (m *Machine) BeginBlock(height int64, hash [32]byte) error {
 	}
 	m.st.pruneBefore(prefixAtt, 0, e)
 	m.st.pruneBefore(prefixTopo, 0, e)
-	if _, ok := m.st.topology(e); !ok {
+	raw, ok := m.st.topology(e)
+	if !ok {
 		// The freeze height fell inside the previous epoch, so this
 		// happens only if the chain stopped in between; build it late
 		// rather than run an epoch without a topology.
-		return m.freeze(e, ei.Beacon)
+		if err := m.freeze(e, ei.Beacon); err != nil {
+			return err
+		}
+		raw, _ = m.st.topology(e)
 	}
+	beacon, err := topologyBeacon(raw)
+	if err != nil {
+		return fmt.Errorf("pki: stored topology of epoch %d: %w", e, err)
+	}
+	m.st.setEpoch(EpochInfo{Epoch: e, Open: true, Start: height, Beacon: beacon})
 	return nil
 }
 
@@ -77,8 +87,10 @@ func (m *Machine) EndBlock(height int64) error {
 }
 
 // freeze builds and stores the topology of epoch from the relays admitted
-// now that hold a mix key for it and a VRF output on beacon (the beacon of
-// epoch-1, or of epoch 0 for epoch 0). A key that fails
+// now that hold a mix key for it, each placed by its VRF output on beacon
+// (the beacon of epoch-1, or of epoch 0 for epoch 0) or, when it has none,
+// flagged withheld at its WithheldKey; the document carries the epoch's
+// beacon (epochBeacon), which BeginBlock makes the epoch's. A key that fails
 // sphinx.PublicKey.Validate (none can enter the state, but a state written
 // by an older rule could hold one) leaves its node out, as a missing key does.
 func (m *Machine) freeze(epoch uint64, beacon [32]byte) error {
@@ -108,9 +120,11 @@ func (m *Machine) freeze(epoch uint64, beacon [32]byte) error {
 		case RoleMailbox:
 			mailboxes = append(mailboxes, info)
 		case RoleRelay:
+			r := Relay{NodeInfo: info, Withheld: true}
 			if e, out, ok := m.st.vrf(n.ID); ok && e == vrfEpoch {
-				relays = append(relays, Relay{NodeInfo: info, VRF: out})
+				r.VRF, r.Withheld = out, false
 			}
+			relays = append(relays, r)
 		}
 	}
 	t, err := buildTopology(m.chainID, epoch, beacon, m.params, relays, mailboxes)

@@ -145,17 +145,22 @@ func TestNineRelaysRegisterAndAreStratified(t *testing.T) {
 	v := newVerifier(ctx, t, n.RPC())
 	cache := NewTopologyCache(v)
 
-	full := func(top *Topology) bool { return len(top.Relays) == 9 && len(top.Mailboxes) == 2 }
+	// Full: every relay placed by its VRF output (epoch 0's live topology
+	// places a relay at its withheld key until its VRF is on chain).
+	full := func(top *Topology) bool {
+		return len(top.Relays) == 9 && len(top.Mailboxes) == 2 && !slices.ContainsFunc(top.Relays, func(r Relay) bool { return r.Withheld })
+	}
 	start := time.Now()
 	top0 := waitTopology(ctx, t, v, 0, 20*time.Second, full)
 	t.Logf("epoch 0 topology with 9 relays after %v", time.Since(start).Round(time.Millisecond))
 	assertChainTopology(t, top0, relays, mailboxes)
 
 	// Epoch 1's topology freezes during epoch 0, from VRFs on epoch 0's
-	// beacon; epoch 2's from VRFs the agents resubmit on epoch 1's beacon.
+	// beacon, and carries epoch 1's beacon; epoch 2's from VRFs the agents
+	// resubmit on epoch 1's beacon.
 	top1 := waitTopology(ctx, t, v, 1, 20*time.Second, func(*Topology) bool { return true })
-	if !full(top1) || top1.Beacon != top0.Beacon {
-		t.Fatalf("epoch 1: %d relays, %d mailboxes, beacon %x (epoch 0's %x)", len(top1.Relays), len(top1.Mailboxes), top1.Beacon[:4], top0.Beacon[:4])
+	if !full(top1) || top1.VRFBeacon != top0.Beacon || top1.Beacon == top0.Beacon {
+		t.Fatalf("epoch 1: %d relays, %d mailboxes, VRF beacon %x (epoch 0's beacon %x)", len(top1.Relays), len(top1.Mailboxes), top1.VRFBeacon[:4], top0.Beacon[:4])
 	}
 	assertChainTopology(t, top1, relays, mailboxes)
 	if err := cache.Refresh(ctx); err != nil {
@@ -169,8 +174,8 @@ func TestNineRelaysRegisterAndAreStratified(t *testing.T) {
 		t.Fatal("in epoch 1, the cache's current topology is not epoch 1's")
 	}
 	top2 := waitTopology(ctx, t, v, 2, 30*time.Second, func(*Topology) bool { return true })
-	if !full(top2) || top2.Beacon == top1.Beacon {
-		t.Fatalf("epoch 2: %d relays, beacon %x, epoch 1's %x", len(top2.Relays), top2.Beacon[:4], top1.Beacon[:4])
+	if !full(top2) || top2.VRFBeacon != top1.Beacon {
+		t.Fatalf("epoch 2: %d relays, VRF beacon %x, epoch 1's beacon %x", len(top2.Relays), top2.VRFBeacon[:4], top1.Beacon[:4])
 	}
 	assertChainTopology(t, top2, relays, mailboxes)
 	if err := cache.Refresh(ctx); err != nil {
@@ -183,14 +188,15 @@ func TestNineRelaysRegisterAndAreStratified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ei.Epoch < 1 || ei.Epoch == 1 && ei.Beacon != top2.Beacon {
-		t.Fatalf("verified epoch %d beacon %x; epoch 2's strata beacon is %x", ei.Epoch, ei.Beacon[:4], top2.Beacon[:4])
+	if ei.Epoch < 1 || ei.Epoch == 1 && ei.Beacon != top1.Beacon || ei.Epoch == 2 && ei.Beacon != top2.Beacon {
+		t.Fatalf("verified epoch %d beacon %x; epoch 1's document's is %x, epoch 2's %x", ei.Epoch, ei.Beacon[:4], top1.Beacon[:4], top2.Beacon[:4])
 	}
 }
 
 // assertChainTopology checks a document against what the relays' own keys
 // say: each relay's mix key for the epoch, its VRF output on the
-// document's beacon, strata of 3 cut in VRF order, and k-successor links.
+// document's VRF beacon, strata of 3 cut in VRF order, and k-successor
+// links drawn from the document's beacon.
 func assertChainTopology(t *testing.T, top *Topology, relays, mailboxes []ed25519.PrivateKey) {
 	t.Helper()
 	var ranked []Ranked
@@ -203,9 +209,9 @@ func assertChainTopology(t *testing.T, top *Topology, relays, mailboxes []ed2551
 		if r.MixKey != want {
 			t.Fatalf("epoch %d: relay %v has mix key %x, want %x", top.Epoch, r.ID, r.MixKey[:4], want[:4])
 		}
-		pi, _ := ProveVRF(k, top.Beacon)
-		out, _ := VerifyVRF(pubOf(k), top.Beacon, pi.Proof)
-		if r.VRF != out {
+		pi, _ := ProveVRF(k, top.VRFBeacon)
+		out, _ := VerifyVRF(pubOf(k), top.VRFBeacon, pi.Proof)
+		if r.VRF != out || r.Withheld {
 			t.Fatalf("epoch %d: relay %v VRF is not its output on the beacon", top.Epoch, r.ID)
 		}
 		ranked = append(ranked, Ranked{ID: r.ID, VRF: out})

@@ -92,7 +92,11 @@ func assertStrata(t *testing.T, top *Topology, relays []ed25519.PrivateKey, epoc
 	}
 }
 
-func TestEpochChangeUsesTheOpeningBlockAsBeacon(t *testing.T) {
+// TestEpochChangeTakesTheFrozenBeacon: epoch 1's beacon is the one its
+// topology froze with (from epoch 0's beacon and the VRF outputs on it),
+// not the opening block's hash; relays without a VRF on the beacon are
+// placed at their withheld keys.
+func TestEpochChangeTakesTheFrozenBeacon(t *testing.T) {
 	p := testParams()
 	c := newChain(t, p, 1)
 	c.mustBlock()
@@ -107,18 +111,24 @@ func TestEpochChangeUsesTheOpeningBlockAsBeacon(t *testing.T) {
 	c.until(freeze)
 	next := c.topology(1)
 	assertStrata(t, next, relays, 1)
-	if next.Beacon != ei.Beacon {
-		t.Fatal("epoch 1 strata not drawn on epoch 0's beacon")
+	var outs []Ranked
+	for _, r := range next.Relays {
+		outs = append(outs, Ranked{ID: r.ID, VRF: r.VRF})
 	}
-	oldVRF := c.vrfTx(relays[0]) // on epoch 0's beacon, not yet applied in epoch 1
+	if next.VRFBeacon != ei.Beacon || next.Beacon != NextBeacon(ei.Beacon, 1, outs) {
+		t.Fatal("epoch 1 strata not drawn on epoch 0's beacon, or its beacon not derived from it")
+	}
+	// On epoch 0's beacon, signed for epoch 0: a second hedged proof of
+	// the output applied in epoch 0, so not a replay of its bytes.
+	oldVRF := c.vrfTx(relays[0])
 
 	c.until(ei.NextStart(p))
 	ei1 := c.epoch()
-	if ei1.Epoch != 1 || ei1.Start != ei.NextStart(p) || ei1.Beacon != blockHash(ei1.Start) {
+	if ei1.Epoch != 1 || ei1.Start != ei.NextStart(p) || ei1.Beacon != next.Beacon || ei1.Beacon == blockHash(ei1.Start) {
 		t.Fatalf("epoch 1 opened as %+v", ei1)
 	}
-	if errs := c.block(oldVRF); CodeOf(errs[0]) != CodeReplayed {
-		t.Fatalf("epoch 0's VRF again in epoch 1: %v, want replayed", errs[0])
+	if errs := c.block(oldVRF); CodeOf(errs[0]) != CodeStaleEpoch {
+		t.Fatalf("epoch 0's VRF again in epoch 1: %v, want stale epoch", errs[0])
 	}
 	onNew, _ := ProveVRF(relays[0], ei1.Beacon)
 	if errs := c.block(c.sign(relays[0], 0, onNew)); CodeOf(errs[0]) != CodeStaleEpoch {
@@ -130,7 +140,7 @@ func TestEpochChangeUsesTheOpeningBlockAsBeacon(t *testing.T) {
 	}
 
 	// Epoch 2's strata come from VRFs on epoch 1's beacon: relays that
-	// did not resubmit are left out, even though they are admitted.
+	// did not resubmit are placed at their withheld keys, and flagged.
 	var txs [][]byte
 	for _, k := range relays[:6] {
 		txs = append(txs, c.vrfTx(k), c.keys(k, 5, 1))
@@ -141,8 +151,14 @@ func TestEpochChangeUsesTheOpeningBlockAsBeacon(t *testing.T) {
 	c.mustBlock(txs...)
 	c.until(ei1.FreezeHeight(p))
 	top2 := c.topology(2)
-	assertStrata(t, top2, relays[:6], 2)
-	if top2.Beacon != ei1.Beacon {
+	assertStrata(t, top2, relays, 2)
+	for i, k := range relays {
+		r, _ := top2.Relay(idOf(k))
+		if r.Withheld != (i >= 6) || r.Withheld && r.VRF != WithheldKey(ei1.Beacon, r.ID) {
+			t.Fatalf("relay %d: withheld %v, key %x", i, r.Withheld, r.VRF[:4])
+		}
+	}
+	if top2.VRFBeacon != ei1.Beacon || top2.Beacon == ei1.Beacon {
 		t.Fatal("epoch 2 strata not drawn on epoch 1's beacon")
 	}
 }

@@ -98,8 +98,9 @@ type EpochInfo struct {
 	// opens epoch 0.
 	Epoch uint64
 	Open  bool
-	// Start is the height of the block that opened the epoch; Beacon is
-	// its hash.
+	// Start is the height of the block that opened the epoch. Beacon is
+	// the epoch's beacon: the first block's hash in epoch 0, then the
+	// beacon of the epoch's topology document (NextBeacon).
 	Start  int64
 	Beacon [32]byte
 }

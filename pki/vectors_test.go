@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"flag"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/strata-mix/strata/internal/testvec"
@@ -70,8 +72,9 @@ type vecNode struct {
 	IdentityKey hexBytes   `json:"identity_key"`
 	MixKey      hexBytes   `json:"mix_key"`
 	Addrs       []string   `json:"addrs,omitempty"`
-	VRF         hexBytes   `json:"vrf_output,omitempty"`
+	VRF         hexBytes   `json:"vrf_output,omitempty"` // the sort key: the withheld key when withheld
 	Layer       int        `json:"layer"`
+	Withheld    bool       `json:"withheld,omitempty"`
 	Next        []hexBytes `json:"next,omitempty"` // derived by the decoder
 }
 
@@ -80,6 +83,7 @@ type topoVector struct {
 	ChainID   string    `json:"chain_id"`
 	Epoch     uint64    `json:"epoch"`
 	Beacon    hexBytes  `json:"beacon"`
+	VRFBeacon hexBytes  `json:"vrf_beacon"`
 	Params    Params    `json:"params"`
 	Relays    []vecNode `json:"relays"`
 	Mailboxes []vecNode `json:"mailboxes"`
@@ -100,13 +104,20 @@ const vectorComment = "Strata PKI test vectors (docs/pki.md, \"Transactions\", \
 	"Byte strings are hex. Transactions are signed with the Ed25519 key of 'signer_seed'; 'signed_message' is what the " +
 	"signature covers. An intention's nonce is the first (counting from 0) whose pow_hash has pow_bits leading zero bits " +
 	"(the default Params.PowBits); pow_bits, pow_hash, vrf_output, node ids and the relays' 'next' are derived, not on the wire. " +
-	"Topology relays' VRF outputs are real ECVRF outputs of their identity keys on the beacon."
+	"Topology relays' VRF outputs are real ECVRF outputs of their identity keys on the vrf_beacon; a withheld relay's " +
+	"vrf_output is its withheld key. VRF proofs are hedged (ProveVRFWith) with bytes from ChaCha8 seeded by SHA-256 of the vector's name."
 
 const vectorChain = "strata-vectors"
 
 func vectorKey(tag string) ed25519.PrivateKey {
 	seed := sha256.Sum256([]byte("strata pki test vector key " + tag))
 	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// vectorRand is the randomness of the VRF proof of the vector called name,
+// so the hedged proofs of the vectors are reproducible.
+func vectorRand(name string) io.Reader {
+	return rand.NewChaCha8(sha256.Sum256([]byte(name)))
 }
 
 func vectorBeacon(epoch uint64) [32]byte {
@@ -172,11 +183,12 @@ func nodeVectorOf(n *NodeInfo) vecNode {
 
 func topoVectorOf(name string, top *Topology, raw []byte) topoVector {
 	h := sha256.Sum256(raw)
-	v := topoVector{Name: name, ChainID: top.ChainID, Epoch: top.Epoch, Beacon: hb(top.Beacon[:]), Params: top.Params, Hash: hb(h[:]), Encoding: hb(raw)}
+	v := topoVector{Name: name, ChainID: top.ChainID, Epoch: top.Epoch, Beacon: hb(top.Beacon[:]), VRFBeacon: hb(top.VRFBeacon[:]),
+		Params: top.Params, Hash: hb(h[:]), Encoding: hb(raw)}
 	for i := range top.Relays {
 		r := &top.Relays[i]
 		n := nodeVectorOf(&r.NodeInfo)
-		n.VRF, n.Layer = hb(r.VRF[:]), r.Layer
+		n.VRF, n.Layer, n.Withheld = hb(r.VRF[:]), r.Layer, r.Withheld
 		for _, id := range r.Next {
 			n.Next = append(n.Next, hb(id[:]))
 		}
@@ -195,9 +207,13 @@ func (n vecNode) info() NodeInfo {
 // topology returns the document a vector describes, without what the
 // decoder derives.
 func (v topoVector) topology() *Topology {
-	top := &Topology{ChainID: v.ChainID, Epoch: v.Epoch, Beacon: [32]byte(v.Beacon), Params: v.Params}
+	top := &Topology{ChainID: v.ChainID, Epoch: v.Epoch, Params: v.Params}
+	// copy, not a conversion: a vector file without the field fails the
+	// comparison instead of panicking.
+	copy(top.Beacon[:], v.Beacon)
+	copy(top.VRFBeacon[:], v.VRFBeacon)
 	for _, n := range v.Relays {
-		top.Relays = append(top.Relays, Relay{NodeInfo: n.info(), Layer: n.Layer, VRF: [VRFOutputSize]byte(n.VRF)})
+		top.Relays = append(top.Relays, Relay{NodeInfo: n.info(), Layer: n.Layer, VRF: [VRFOutputSize]byte(n.VRF), Withheld: n.Withheld})
 	}
 	for _, n := range v.Mailboxes {
 		top.Mailboxes = append(top.Mailboxes, n.info())
@@ -214,7 +230,7 @@ func makeVectors(t *testing.T, nonce func(name string, epoch uint64, key ed25519
 	node, mbox, validator := vectorKey("relay"), vectorKey("mailbox"), vectorKey("validator")
 	const epoch = 7
 	beacon := vectorBeacon(epoch)
-	vrf, err := ProveVRF(node, beacon)
+	vrf, err := ProveVRFWith(vectorRand("VRF on the epoch's beacon"), node, beacon)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,20 +267,21 @@ func makeVectors(t *testing.T, nonce func(name string, epoch uint64, key ed25519
 	}
 
 	// A topology document of 5 relays in 3 layers with k = 2, and 2
-	// mailboxes; the relays' VRF outputs are on the previous epoch's beacon.
+	// mailboxes; the relays' VRF outputs are on the previous epoch's beacon,
+	// except relay 4's, which is withheld.
 	p := DefaultParams()
 	p.Successors = 2
 	var relays []Relay
 	for i := range 5 {
 		tag := fmt.Sprintf("topology relay %d", i)
 		k := vectorKey(tag)
-		pr, _ := ProveVRF(k, beacon)
+		pr, _ := ProveVRFWith(vectorRand(tag), k, beacon)
 		out, ok := VerifyVRF(pubOf(k), beacon, pr.Proof)
 		if !ok {
 			t.Fatal("VRF proof refused")
 		}
 		relays = append(relays, Relay{NodeInfo: NodeInfo{ID: idOf(k), IdentityKey: pubOf(k), MixKey: vectorMixKey(tag, epoch+1),
-			Addrs: []string{fmt.Sprintf("/ip4/192.0.2.%d/tcp/4001", 10+i)}}, VRF: out})
+			Addrs: []string{fmt.Sprintf("/ip4/192.0.2.%d/tcp/4001", 10+i)}}, VRF: out, Withheld: i == 4})
 	}
 	var mailboxes []NodeInfo
 	for i := range 2 {
@@ -281,7 +298,7 @@ func makeVectors(t *testing.T, nonce func(name string, epoch uint64, key ed25519
 		t.Fatal(err)
 	}
 	raw := top.Encode()
-	vf.Topologies = append(vf.Topologies, topoVectorOf("epoch 8: 5 relays in 3 layers, k = 2, 2 mailboxes", top, raw))
+	vf.Topologies = append(vf.Topologies, topoVectorOf("epoch 8: 5 relays in 3 layers (one withheld), k = 2, 2 mailboxes", top, raw))
 
 	for _, ei := range []struct {
 		name string
@@ -355,9 +372,9 @@ func TestVectors(t *testing.T) {
 					t.Fatalf("proof of work of %d bits, want %d", leadingZeros(powHash(v.ChainID, tx.unsigned)), DefaultPowBits)
 				}
 			case *VRFSubmission:
-				again, _ := ProveVRF(key, b.Beacon)
+				again, _ := ProveVRFWith(vectorRand(v.Name), key, b.Beacon)
 				if again.Proof != b.Proof {
-					t.Fatal("the VRF proof is not the signer's proof on the beacon")
+					t.Fatal("the VRF proof is not the signer's hedged proof on the beacon")
 				}
 				if _, ok := VerifyVRF(tx.Signer, b.Beacon, b.Proof); !ok {
 					t.Fatal("VRF proof refused")
