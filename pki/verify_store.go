@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble"
 	dbm "github.com/cometbft/cometbft-db"
 	"github.com/cometbft/cometbft/light"
 	lightstore "github.com/cometbft/cometbft/light/store"
@@ -27,7 +29,7 @@ func openTrustDB(dir string) (dbm.DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki: trusted store: %w", err)
 	}
-	db, err := dbm.NewPebbleDB("light", dir)
+	db, err := dbm.NewPebbleDBWithOpts("light", dir, &pebble.Options{Logger: quietPebble{}})
 	if err != nil {
 		return nil, fmt.Errorf("pki: trusted store %s: %w", dir, err)
 	}
@@ -130,3 +132,15 @@ func (v *Verifier) initTrust(ctx context.Context) error {
 		return nil
 	})
 }
+
+// quietPebble drops the line pebble logs at every open of a store
+// ("WAL file … replayed …") and passes on everything else.
+type quietPebble struct{}
+
+func (quietPebble) Infof(format string, args ...any) {
+	if !strings.Contains(format, "replayed") {
+		pebble.DefaultLogger.Infof(format, args...)
+	}
+}
+
+func (quietPebble) Fatalf(format string, args ...any) { pebble.DefaultLogger.Fatalf(format, args...) }
