@@ -22,7 +22,8 @@ type AttesterConfig struct {
 	// Parallel is how many probes run at once. Default 8.
 	Parallel int
 	// ProbeBudget is how many times this validator probes a pending node
-	// in total, and an admitted node per epoch. Default 3.
+	// in total. Default 3. (Admitted nodes are probed until seen, with
+	// growing spacing: docs/pki.md, "Validation".)
 	ProbeBudget int
 	// Stats, when set, counts the probes.
 	Stats *ProbeCounters

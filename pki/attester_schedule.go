@@ -23,8 +23,12 @@ type attestItem struct {
 // schedule decides which nodes a validator probes and in which order
 // (docs/pki.md, "Validation"):
 //   - a pending node at most budget times in total (per registration),
-//     an admitted node at most budget times per epoch, and either at most
-//     once per retry period and never twice at once;
+//     at most once per retry period; an admitted node until this validator
+//     attests it or a quorum sees it in the epoch, its probes in an epoch
+//     spaced retry, 2·retry, 4·retry … (at most maxBackoff·retry), so a
+//     relay back from a restart at any time before the freeze is seen
+//     again while one that stays dead costs a few dozen probes an epoch;
+//     never twice at once;
 //   - admitted nodes before pending ones; within each class, nodes probed
 //     fewer times (in total if pending, in the epoch if admitted) first,
 //     so every pending node has its first probe before any its second;
@@ -41,6 +45,10 @@ type schedule struct {
 }
 
 const orderDomain = "strata-attester-order-v1\x00"
+
+// maxBackoff bounds the spacing of an admitted node's probes in an epoch
+// to 64 retry periods (5 min 20 s at the defaults).
+const maxBackoff = 64
 
 // probeRecord is what the schedule knows of one registration.
 type probeRecord struct {
@@ -105,13 +113,14 @@ func (s *schedule) record(n *Registration) *probeRecord {
 
 // eligible reports whether r may be probed now for epoch.
 func (s *schedule) eligible(r *probeRecord, n *Registration, epoch uint64, now time.Time) bool {
-	if r.busy || r.done == epoch+1 || now.Before(r.next) {
+	if r.busy || r.done == epoch+1 {
 		return false
 	}
 	if n.Status == StatusAdmitted {
-		return r.epoch != epoch || r.admitted < s.budget
+		// A new epoch needs a new sighting at once.
+		return r.epoch != epoch || !now.Before(r.next)
 	}
-	return r.pending < s.budget
+	return !now.Before(r.next) && r.pending < s.budget
 }
 
 // due returns the nodes to probe now, in the order to start them, and
@@ -151,13 +160,14 @@ func (s *schedule) start(n *Registration, epoch uint64, now time.Time) bool {
 		return false
 	}
 	r.busy = true
-	r.next = now.Add(s.retry)
 	if n.Status == StatusAdmitted {
 		if r.epoch != epoch {
 			r.epoch, r.admitted = epoch, 0
 		}
+		r.next = now.Add(s.retry * time.Duration(min(1<<min(r.admitted, 6), maxBackoff)))
 		r.admitted++
 	} else {
+		r.next = now.Add(s.retry)
 		r.pending++
 	}
 	return true

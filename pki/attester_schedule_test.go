@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,8 +25,9 @@ func need(nodes ...*Registration) []attestItem {
 
 // TestProbeBudget: a pending node that never answers is probed at most
 // ProbeBudget times in total, across epochs, never twice within
-// RetryAfter nor twice at once; an admitted one at most ProbeBudget times
-// per epoch; a node this validator attested is not probed again in the
+// RetryAfter nor twice at once; an admitted one in every epoch until it
+// is seen, its probes spaced RetryAfter, 2·RetryAfter, 4·RetryAfter …
+// from the epoch's start; a node this validator attested is not probed again in the
 // epoch; a node that registers again gets a new budget; the records of
 // nodes gone from the chain are forgotten.
 func TestProbeBudget(t *testing.T) {
@@ -35,6 +37,7 @@ func TestProbeBudget(t *testing.T) {
 	pending := regOf("budget-pending", 0, StatusPending, 5)
 	admitted := regOf("budget-admitted", 0, StatusAdmitted, 1)
 	probes := map[sphinx.NodeID]int{}
+	var admittedAt []time.Duration
 	run := func(at time.Duration, epoch uint64, items []attestItem) []*Registration {
 		due := s.due(t0.Add(at), epoch, items)
 		for _, n := range due {
@@ -45,6 +48,9 @@ func TestProbeBudget(t *testing.T) {
 				t.Fatalf("node %v started twice at once", n.ID)
 			}
 			probes[n.ID]++
+			if n == admitted {
+				admittedAt = append(admittedAt, at)
+			}
 			s.finish(n, epoch, false)
 		}
 		return due
@@ -63,8 +69,11 @@ func TestProbeBudget(t *testing.T) {
 	if probes[pending.ID] != budget {
 		t.Fatalf("pending node probed %d times over two epochs, want the budget %d", probes[pending.ID], budget)
 	}
-	if probes[admitted.ID] != 2*budget {
-		t.Fatalf("admitted node probed %d times in two epochs, want %d", probes[admitted.ID], 2*budget)
+	// Epoch 5 from 0 s, epoch 6 from 5 s: probes 1, 2, 4 s apart, the
+	// spacing starting again with the epoch.
+	want := []time.Duration{0, time.Second, 3 * time.Second, 5 * time.Second, 6 * time.Second, 8 * time.Second}
+	if !slices.Equal(admittedAt, want) {
+		t.Fatalf("admitted node probed at %v, want %v", admittedAt, want)
 	}
 	// An attestation ends the epoch's probes of a node.
 	fresh := regOf("budget-fresh", 0, StatusAdmitted, 1)
