@@ -162,3 +162,38 @@ func TestNextBeaconIsOrderFreeAndCoversEveryOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestLateFreezeComputesTheBeaconAtTheOpening: when epoch e opens without
+// its topology (a state in which the freeze never ran), BeginBlock builds
+// it and takes the beacon it carries, the same beacon the freeze would
+// have given.
+func TestLateFreezeComputesTheBeaconAtTheOpening(t *testing.T) {
+	p := testParams()
+	relays := keysOf("late-freeze-relay", 9)
+	var beacons [2][32]byte
+	for run := range beacons {
+		c := newChain(t, p, 1)
+		c.mustBlock()
+		joinWithholding(c, relays, func(i int) bool { return i == 3 })
+		c.until(c.epoch().NextStart(p) - 1)
+		if run == 1 {
+			c.m.st.kv.del(u64key(prefixTopo, be64(1)))
+			c.kv.apply()
+			if _, ok := c.m.st.topology(1); ok {
+				t.Fatal("topology 1 still stored")
+			}
+		}
+		c.mustBlock()
+		top := c.topology(1)
+		if ei := c.epoch(); ei.Epoch != 1 || ei.Beacon != top.Beacon {
+			t.Fatalf("run %d: epoch %d beacon %x, its topology's %x", run, ei.Epoch, ei.Beacon[:4], top.Beacon[:4])
+		}
+		if r, ok := top.Relay(idOf(relays[3])); !ok || !r.Withheld {
+			t.Fatalf("run %d: the withholder is not placed at its withheld key", run)
+		}
+		beacons[run] = top.Beacon
+	}
+	if beacons[0] != beacons[1] {
+		t.Fatal("the late freeze gives another beacon than the freeze")
+	}
+}
