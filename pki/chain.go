@@ -135,6 +135,10 @@ func (c *RPCChain) BroadcastTx(ctx context.Context, tx []byte) error {
 		defer cancel()
 		res, err := ep.rpc.BroadcastTxSync(bctx, tx)
 		if err != nil {
+			// CometBFT v1 reports a CheckTx refusal as an error.
+			if txe := asTxError(err); txe != err {
+				return txe
+			}
 			return rpcError(ctx, ep, "broadcast", err)
 		}
 		if res.Code != 0 {

@@ -1,8 +1,9 @@
 // Package pki is Strata's relay PKI: the CometBFT application that registers
 // relays and mailboxes, validates them, publishes their per-epoch mix keys and
 // VRF outputs, and the rules every party applies to turn that registry into
-// an epoch's topology — strata (layers) sorted by VRF output and the
-// restricted routes between them.
+// an epoch's topology — strata (layers) sorted by VRF output (a relay that
+// withheld its output at a fallback key drawn from the beacon), beacons
+// mixed from the VRF outputs, and the restricted routes between strata.
 //
 // The package owns, one concern a file:
 //

@@ -342,7 +342,10 @@ func TestEveryRejectionHasItsOwnCode(t *testing.T) {
 		{"unknown role", powSigned(t, c, stranger, badRole), CodeWrongRole},
 		{"same attestation again", c.sign(c.vals[0], 0, &Attestation{Subject: idOf(relay)}), CodeReplayed},
 	}
-	seen := map[Code]bool{CodeNoBeacon: true}
+	// CodePendingFull and CodeLateVRF need an epoch filled or frozen:
+	// TestAdmissionPriceClimbsAndTheEpochFills and TestLateVRFIsRefused
+	// produce them. CodeInternal is the application failing.
+	seen := map[Code]bool{CodeNoBeacon: true, CodePendingFull: true, CodeLateVRF: true, CodeInternal: true}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.m.ApplyTx(tc.tx)
@@ -363,7 +366,7 @@ func TestEveryRejectionHasItsOwnCode(t *testing.T) {
 		t.Fatalf("stale: %v", err)
 	}
 	seen[CodeStaleEpoch] = true
-	for code := CodeMalformed; code < CodeInternal; code++ {
+	for code := CodeMalformed; code <= CodeLateVRF; code++ {
 		if !seen[code] {
 			t.Errorf("no test produces %v", code)
 		}

@@ -395,6 +395,10 @@ func (n *ValidatorNode) Height() int64 { return n.app.lastHeight() }
 func (n *ValidatorNode) BroadcastTx(ctx context.Context, tx []byte) error {
 	res, err := n.client.BroadcastTxSync(ctx, tx)
 	if err != nil {
+		// CometBFT v1 reports a CheckTx refusal as an error.
+		if txe := asTxError(err); txe != err {
+			return txe
+		}
 		return fmt.Errorf("pki: broadcast: %w", err)
 	}
 	if res.Code != 0 {
