@@ -183,15 +183,16 @@ func TestClientScriptedRun(t *testing.T) {
 	// Acknowledgements come from the recipient's queue: they arrive while
 	// the recipient runs (here a read alongside the send, long enough that
 	// the sender's start-up under a loaded CI does not outlast it: 4 s did
-	// once).
-	reading := background("alice", "read", "--wait", "8s")
+	// once, 8 s did with the whole suite and three more test runs on two
+	// cores).
+	reading := background("alice", "read", "--wait", "15s")
 	if out := strata("bob", "send", "alice", "hello from bob", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send: %s", out)
 	}
 	if out := <-reading; !strings.Contains(out, "bob: hello from bob") {
 		t.Errorf("alice read: %s", out)
 	}
-	reading = background("bob", "read", "--wait", "8s")
+	reading = background("bob", "read", "--wait", "15s")
 	if out := strata("alice", "send", "bob", "hello from alice", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send: %s", out)
 	}
@@ -214,7 +215,7 @@ func TestClientScriptedRun(t *testing.T) {
 		t.Errorf("room invite: %s", out)
 	}
 	// The Welcome waits in bob's mailbox; he joins when he reads.
-	reading = background("bob", "read", "--wait", "8s")
+	reading = background("bob", "read", "--wait", "15s")
 	if out := strata("alice", "send", "team", "hi team", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send to room: %s", out)
 	}
@@ -259,7 +260,7 @@ func TestClientScriptedRun(t *testing.T) {
 	if !strings.Contains(out, "endpoint 1\t"+dead) || !strings.Contains(out, "endpoint 2\t"+n.RPC()) || !strings.Contains(out, "height "+strconv.FormatInt(cc.TrustHeight, 10)+" hash "+cc.TrustHash) {
 		t.Errorf("chain --add: %s", out)
 	}
-	reading = background("bob", "read", "--wait", "8s")
+	reading = background("bob", "read", "--wait", "15s")
 	if out := strata("alice", "send", "bob", "after the endpoint change", "--wait", "20s"); !strings.Contains(out, "acked") {
 		t.Errorf("send after chain --add: %s", out)
 	}
