@@ -29,12 +29,17 @@ type attestItem struct {
 //     relay back from a restart at any time before the freeze is seen
 //     again while one that stays dead costs a few dozen probes an epoch;
 //     never twice at once;
-//   - admitted nodes before pending ones; within each class, nodes probed
-//     fewer times (in total if pending, in the epoch if admitted) first,
-//     so every pending node has its first probe before any its second;
-//     ties in the order of HMAC-SHA256(secret, orderDomain ‖ epoch ‖ node
-//     id) under a secret drawn at random when the attester starts, so an
-//     id ground to sort low is probed first no more often than any other.
+//   - nodes probed fewer times (in total if pending, in the epoch if
+//     admitted) first, admitted before pending among nodes probed as
+//     often, so every admitted node has its first probe of an epoch
+//     before any pending node, and every pending node its first probe
+//     before a dead admitted node its second (admitted identities are
+//     cheap, and each is due ≈ 17 times an epoch while it stays dead:
+//     were all admitted nodes first, a few hundred black holes would
+//     keep pending nodes waiting all epoch); ties in the order of
+//     HMAC-SHA256(secret, orderDomain ‖ epoch ‖ node id) under a secret
+//     drawn at random when the attester starts, so an id ground to sort
+//     low is probed first no more often than any other.
 //
 // It is not safe for concurrent use; the attester locks it.
 type schedule struct {
@@ -74,14 +79,24 @@ func (s *schedule) rank(epoch uint64, id sphinx.NodeID) []byte {
 	return m.Sum(nil)
 }
 
-// order sorts nodes by the probes they had, then by their rank in epoch.
+// order sorts nodes by the probes they had, then admitted before
+// pending, then by their rank in epoch.
 func (s *schedule) order(epoch uint64, nodes []*Registration) {
 	ranks := make(map[sphinx.NodeID][]byte, len(nodes))
 	for _, n := range nodes {
 		ranks[n.ID] = s.rank(epoch, n.ID)
 	}
+	class := func(n *Registration) int {
+		if n.Status == StatusAdmitted {
+			return 0
+		}
+		return 1
+	}
 	slices.SortFunc(nodes, func(a, b *Registration) int {
 		if c := cmp.Compare(s.probes(a, epoch), s.probes(b, epoch)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(class(a), class(b)); c != 0 {
 			return c
 		}
 		return bytes.Compare(ranks[a.ID], ranks[b.ID])
@@ -127,7 +142,7 @@ func (s *schedule) eligible(r *probeRecord, n *Registration, epoch uint64, now t
 // forgets the records of nodes no longer registered.
 func (s *schedule) due(now time.Time, epoch uint64, items []attestItem) []*Registration {
 	registered := make(map[sphinx.NodeID]bool, len(items))
-	var admitted, pending []*Registration
+	var due []*Registration
 	for _, it := range items {
 		registered[it.node.ID] = true
 		if !it.need {
@@ -136,20 +151,15 @@ func (s *schedule) due(now time.Time, epoch uint64, items []attestItem) []*Regis
 		if !s.eligible(s.record(it.node), it.node, epoch, now) {
 			continue
 		}
-		if it.node.Status == StatusAdmitted {
-			admitted = append(admitted, it.node)
-		} else {
-			pending = append(pending, it.node)
-		}
+		due = append(due, it.node)
 	}
 	for id, r := range s.recs {
 		if !registered[id] && !r.busy {
 			delete(s.recs, id)
 		}
 	}
-	s.order(epoch, admitted)
-	s.order(epoch, pending)
-	return append(admitted, pending...)
+	s.order(epoch, due)
+	return due
 }
 
 // start counts a probe of n that begins now, unless n is no longer
