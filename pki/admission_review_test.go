@@ -1,6 +1,9 @@
 package pki
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -184,4 +187,84 @@ func TestAdmissionReviewAdmittedSybilsPushHonestRelaysPastTheFreeze(t *testing.T
 	if late > 0 {
 		t.Fatalf("%d of %d honest admitted relays not probed before the freeze beside %d admitted black holes", late, honest, sybils)
 	}
+}
+
+// lyingAdmission is an attacker's chain endpoint (A8) in front of a real
+// validator: it passes everything through but answers /admission with
+// the price it chooses.
+type lyingAdmission struct {
+	Chain
+	bits uint32
+}
+
+func (l lyingAdmission) Query(ctx context.Context, path string) ([]byte, int64, error) {
+	raw, h, err := l.Chain.Query(ctx, path)
+	if err != nil || path != QueryAdmission {
+		return raw, h, err
+	}
+	a, err := DecodeAdmission(raw)
+	if err != nil {
+		return nil, 0, err
+	}
+	a.PowBits = l.bits
+	out, err := json.Marshal(a)
+	return out, h, err
+}
+
+// TestAdmissionReviewLyingPriceIsRefusedNotPaid: /admission is not
+// provable, and docs/pki.md said a lying endpoint could make an agent
+// "waste work (at most 2^40 hashes)" — 2^40 SHA-256 evaluations are
+// about two core-days at the documented 6.25 M hashes/s, for a price no
+// chain with these parameters can ask: the most any state of the chain
+// asks is PowBitsFor(MaxPendingPerEpoch − 1) (13 bits here, 35 at the
+// defaults), since the cap refuses every intention once MaxPendingPerEpoch
+// are in. The agent, told 40 bits, must refuse the answer at once, send
+// nothing and burn nothing; told the truth, it registers.
+func TestAdmissionReviewLyingPriceIsRefusedNotPaid(t *testing.T) {
+	p := attackParams() // 6 bits, +1 every 2, 16 an epoch: at most 13 bits
+	n := startValidatorWith(t, p, attackAttester(nil))
+	waitFor(t, 20*time.Second, "the first epoch", func() bool {
+		raw, _, err := n.Query(context.Background(), QueryEpoch)
+		if err != nil {
+			return false
+		}
+		ei, err := DecodeEpochInfo(raw)
+		return err == nil && ei.Open
+	})
+	key := detKey("review-lying-admission", 0)
+	liar := lyingAdmission{Chain: n, bits: MaxPowBits}
+	a, err := NewAgent(AgentConfig{Chain: liar, Identity: key, Role: RoleRelay, Addrs: []string{"/ip4/127.0.0.1/tcp/9"}, MixKey: testMixKey(key), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = a.Step(ctx)
+	took := time.Since(start)
+	if err == nil || ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("told %d bits the agent ground for %v (err %v), want a refusal of the answer at once", MaxPowBits, took, err)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("refusing the lying price took %v", took)
+	}
+	t.Logf("lying price refused after %v: %v", took, err)
+	if _, ok := nodeView(t, n, idOf(key)); ok {
+		t.Fatal("the agent registered through the lying endpoint")
+	}
+	// The same key's agent behind the honest endpoint registers, and its
+	// steps while the intention waits in the mempool are not errors (each
+	// used to end in CometBFT's "tx already exists in cache", drop the
+	// intention and compute the same proof of work again on the next step).
+	honest, err := NewAgent(AgentConfig{Chain: n, Identity: key, Role: RoleRelay, Addrs: []string{"/ip4/127.0.0.1/tcp/9"}, MixKey: testMixKey(key), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the honest registration", func() bool {
+		if _, err := honest.Step(ctx); err != nil {
+			t.Fatalf("honest step: %v", err)
+		}
+		_, ok := nodeView(t, n, idOf(key))
+		return ok
+	})
 }

@@ -2,7 +2,11 @@ package pki
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/cometbft/cometbft/mempool"
 )
 
 // registering is what an agent remembers of its intention between steps:
@@ -44,6 +48,11 @@ func (a *Agent) register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// /admission is not provable: a price above what any state of the
+	// chain can ask is a lie, refused rather than paid.
+	if most := a.maxPrice(); adm.PowBits > most {
+		return fmt.Errorf("pki: admission: the endpoint asks %d bits of work, more than the chain's parameters ever ask (%d): not computing it", adm.PowBits, most)
+	}
 	if adm.Full() {
 		a.note("admission full: the intention waits for the next epoch", adm.Epoch, "accepted", adm.Accepted)
 		return nil
@@ -55,12 +64,15 @@ func (a *Agent) register(ctx context.Context) error {
 		case CodeOK, CodeReplayed, CodeAlreadyRegistered:
 			return nil
 		}
+		if inMempool(err) {
+			return nil // still waiting for a block
+		}
 		a.reg.sent = nil
 		return a.refused(adm, r.sentBits, err)
 	}
 	bits := adm.PowBits
 	if a.reg.minEpoch == adm.Epoch {
-		bits = min(max(bits, a.reg.minBits), MaxPowBits)
+		bits = min(max(bits, a.reg.minBits), a.maxPrice())
 	}
 	tx, err := NewIntention(ctx, ch.ChainID(), adm.Epoch, a.cfg.Identity, a.cfg.Role, a.cfg.Addrs, bits)
 	if err != nil {
@@ -68,6 +80,9 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 	got := powBitsOf(ch.ChainID(), tx)
 	err = asTxError(ch.BroadcastTx(ctx, tx))
+	if inMempool(err) {
+		err = nil
+	}
 	switch CodeOf(err) {
 	case CodeOK, CodeAlreadyRegistered:
 		a.reg.sent, a.reg.sentEpoch, a.reg.sentBits = tx, adm.Epoch, got
@@ -75,6 +90,29 @@ func (a *Agent) register(ctx context.Context) error {
 		return nil
 	}
 	return a.refused(adm, got, err)
+}
+
+// maxPrice is the most work any state of the chain asks of an
+// intention: PowBitsFor(MaxPendingPerEpoch − 1), since the cap refuses
+// every intention once MaxPendingPerEpoch are in (35 bits at the
+// defaults). It reads the parameters Step fetched.
+func (a *Agent) maxPrice() uint32 {
+	p := a.params
+	if p == nil {
+		return MaxPowBits
+	}
+	if p.MaxPendingPerEpoch == 0 {
+		return min(p.PowBits, MaxPowBits)
+	}
+	return p.PowBitsFor(p.MaxPendingPerEpoch - 1)
+}
+
+// inMempool reports whether a broadcast was refused because the mempool
+// already holds (or has just seen) the same transaction: CometBFT's
+// mempool.ErrTxInCache, in process or, over RPC, as its text. The copy
+// sent first is on its way, so nothing needs computing again.
+func inMempool(err error) bool {
+	return err != nil && (errors.Is(err, mempool.ErrTxInCache) || strings.Contains(err.Error(), mempool.ErrTxInCache.Error()))
 }
 
 // refused handles the chain's refusal of an intention whose proof reached
