@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -155,6 +156,11 @@ func NewProber(chainID string, options ...ProberOption) (*Prober, error) {
 func (p *Prober) forget(pid peer.ID) {
 	_ = p.h.Network().ClosePeer(pid)
 	p.h.Peerstore().ClearAddrs(pid)
+	// libp2p backs off dialling a peer after a failure (5 s, then
+	// 5 s + n² s); a probe is a fresh check and must dial again.
+	if sw, ok := p.h.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(pid)
+	}
 }
 
 // names reports whether m has one of the protocols.
