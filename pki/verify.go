@@ -143,7 +143,11 @@ func (v *Verifier) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pki: trusted store: %w", err)
 	}
-	if err := v.set.learnChainID(ctx, string(stored)); err != nil {
+	var rootHeight int64
+	if len(v.cfg.TrustHash) > 0 {
+		rootHeight = v.cfg.TrustHeight
+	}
+	if err := v.set.learnChainID(ctx, string(stored), rootHeight, v.cfg.TrustHash); err != nil {
 		return err
 	}
 	v.store = lightStore(v.db, v.set.chainID)
@@ -193,7 +197,7 @@ var ErrUnverified = errors.New("pki: answer not committed by the chain")
 
 // Epoch returns the chain's current epoch, verified.
 func (v *Verifier) Epoch(ctx context.Context) (EpochInfo, error) {
-	raw, _, err := v.query(ctx, QueryEpoch, 1)
+	raw, _, _, err := v.query(ctx, QueryEpoch, 1)
 	if err != nil {
 		return EpochInfo{}, err
 	}
@@ -203,7 +207,7 @@ func (v *Verifier) Epoch(ctx context.Context) (EpochInfo, error) {
 // Topology returns the topology document of epoch (the current epoch's,
 // or the next one's once frozen), verified against the chain.
 func (v *Verifier) Topology(ctx context.Context, epoch uint64) (*Topology, error) {
-	raw, h, err := v.query(ctx, QueryTopology+"/"+strconv.FormatUint(epoch, 10), 2, 3)
+	raw, h, vt, err := v.query(ctx, QueryTopology+"/"+strconv.FormatUint(epoch, 10), 2, 3)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +219,12 @@ func (v *Verifier) Topology(ctx context.Context, epoch uint64) (*Topology, error
 		return nil, fmt.Errorf("%w: asked for epoch %d of %q, got epoch %d of %q at height %d", ErrUnverified, epoch, v.set.chainID, t.Epoch, t.ChainID, h)
 	}
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	v.epochBlocks = t.Params.EpochBlocks
-	v.mu.Unlock()
+	// The age rule, with the epoch length this document states: the first
+	// document a verifier reads is held to it too.
+	if err := v.checkAge(h+1, vt); err != nil {
+		return nil, fmt.Errorf("%s/%d at height %d: %w", QueryTopology, epoch, h, err)
+	}
 	return t, nil
 }

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,9 @@ const (
 	// endpointRetry is how often an endpoint that is down is probed
 	// (with a status request) to bring it back.
 	endpointRetry = 2 * time.Second
+	// refusedRetry is how long an endpoint whose answer was refused
+	// (stale, unverified) is skipped while another endpoint is up.
+	refusedRetry = 30 * time.Second
 )
 
 // endpoint is one RPC endpoint and its health.
@@ -35,6 +39,7 @@ type endpoint struct {
 	// Guarded by endpointSet.mu.
 	down    error // why it is skipped; nil when up
 	dropped bool  // sided with a fork: skipped until restart
+	refused bool  // an answer of it was refused since its last accepted one
 	retryAt time.Time
 	probing bool
 }
@@ -85,24 +90,38 @@ func newEndpointSet(urls, witnesses []string, log *slog.Logger) (*endpointSet, e
 	return s, nil
 }
 
-// learnChainID sets the chain id: want if not empty, else the id the
-// first endpoint to answer reports. Endpoints that answer with another id
-// are marked down with ErrWrongChain; endpoints that do not answer are
-// marked down.
-func (s *endpointSet) learnChainID(ctx context.Context, want string) error {
+// learnChainID sets the chain id: want if not empty, else the id of the
+// first endpoint (in order) whose block at rootHeight has rootHash (when
+// a root is given), else the id the first endpoint to answer reports.
+// Endpoints that answer with another id are marked down with
+// ErrWrongChain; endpoints that do not answer are marked down.
+func (s *endpointSet) learnChainID(ctx context.Context, want string, rootHeight int64, rootHash []byte) error {
 	var errs []error
-	for _, ep := range s.eps {
+	nets := make([]string, len(s.eps))
+	for i, ep := range s.eps {
 		st, err := statusOf(ctx, ep)
 		if err != nil {
 			s.fail(ep, err)
 			errs = append(errs, err)
 			continue
 		}
+		nets[i] = st.NodeInfo.Network
+	}
+	if want == "" && rootHeight > 0 {
+		for i, ep := range s.eps {
+			if nets[i] != "" && servesRoot(ctx, ep, rootHeight, rootHash) {
+				want = nets[i]
+				break
+			}
+		}
+	}
+	for i, ep := range s.eps {
 		switch {
+		case nets[i] == "":
 		case want == "":
-			want = st.NodeInfo.Network
-		case st.NodeInfo.Network != want:
-			err := wrongChain(ep, st.NodeInfo.Network, want)
+			want = nets[i]
+		case nets[i] != want:
+			err := wrongChain(ep, nets[i], want)
 			s.fail(ep, err)
 			errs = append(errs, err)
 		}
@@ -112,6 +131,14 @@ func (s *endpointSet) learnChainID(ctx context.Context, want string) error {
 	}
 	s.chainID = want
 	return nil
+}
+
+// servesRoot reports whether ep's block at height has hash.
+func servesRoot(ctx context.Context, ep *endpoint, height int64, hash []byte) bool {
+	ctx, cancel := context.WithTimeout(ctx, endpointTimeout)
+	defer cancel()
+	b, err := ep.rpc.Block(ctx, &height)
+	return err == nil && b.Block != nil && bytes.Equal(b.BlockID.Hash, hash)
 }
 
 func statusOf(ctx context.Context, ep *endpoint) (*coretypes.ResultStatus, error) {
@@ -199,6 +226,38 @@ func (s *endpointSet) fail(ep *endpoint, err error) {
 	ep.retryAt = time.Now().Add(endpointRetry)
 }
 
+// refuse skips ep for refusedRetry because an answer of it was refused
+// (err), warning once until an answer of it is accepted again.
+func (s *endpointSet) refuse(ep *endpoint, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ep.refused {
+		s.log.Warn("pki: RPC endpoint refused: its answer is stale or unverified; using the next endpoint", "endpoint", ep.url, "err", err)
+	}
+	ep.refused = true
+	ep.down = err
+	ep.retryAt = time.Now().Add(refusedRetry)
+}
+
+// othersUp reports whether a query endpoint other than ep is up.
+func (s *endpointSet) othersUp(ep *endpoint) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.eps {
+		if e != ep && !e.witnessOnly && e.down == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// served records that an answer of ep was accepted.
+func (s *endpointSet) served(ep *endpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ep.refused = false
+}
+
 // noneUp is the error of a request when every endpoint is down: why each
 // is.
 func (s *endpointSet) noneUp() error {
@@ -254,7 +313,7 @@ func (s *endpointSet) probe(ep *endpoint) {
 		ep.down, ep.retryAt = err, time.Now().Add(endpointRetry)
 		return
 	}
-	if ep.down != nil {
+	if ep.down != nil && !ep.refused {
 		s.log.Info("pki: RPC endpoint answers again", "endpoint", ep.url)
 	}
 	ep.down = nil

@@ -24,6 +24,10 @@ const (
 	// 2·maxClockDrift + maxBlockLag before it counts as not answering.
 	maxClockDrift = 5 * time.Second
 	maxBlockLag   = 2 * time.Second
+	// headerWait bounds the wait for an answer's verifying header H+1
+	// on the endpoint that gave the answer: one that claims a height its
+	// chain does not reach in this time is refused.
+	headerWait = 15 * time.Second
 )
 
 // retryError is a verification that failed because witnesses stopped
@@ -33,14 +37,16 @@ type retryError struct{ err error }
 func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
 
-// query runs a proving query and checks its answer against header H+1.
-func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte, int64, error) {
+// query runs a proving query and checks its answer against header H+1;
+// it returns the value, H and header H+1's time.
+func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte, int64, time.Time, error) {
 	v.mu.Lock()
 	floor := v.accepted.height
 	v.mu.Unlock()
 	var (
 		value []byte
 		h     int64
+		vt    time.Time
 	)
 	err := v.withEndpoint(ctx, func(ep *endpoint) error {
 		val, qh, proof, err := queryProof(ctx, ep, path, true)
@@ -50,14 +56,21 @@ func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte
 		if proof == nil {
 			return fmt.Errorf("%w: %s came without a proof from %s", ErrUnverified, path, ep.url)
 		}
-		// Header H+1, which carries the application hash of height H,
-		// is usually a block away.
-		if err := v.waitHeight(ctx, ep, qh+1); err != nil {
-			return err
-		}
 		if qh+1 < floor {
 			return fmt.Errorf("%w: %s from %s is at height %d, verified by header %d, lower than header %d an answer was already accepted at",
 				ErrStaleAnswer, path, ep.url, qh, qh+1, floor)
+		}
+		// Header H+1, which carries the application hash of height H,
+		// is usually a block away.
+		wctx, cancel := context.WithTimeout(ctx, headerWait)
+		err = v.waitHeight(wctx, ep, qh+1)
+		late := wctx.Err() != nil
+		cancel()
+		if err != nil && ctx.Err() == nil && late {
+			return fmt.Errorf("%w: %s from %s is at height %d, but it has not reached height %d within %v", ErrUnverified, path, ep.url, qh, qh+1, headerWait)
+		}
+		if err != nil {
+			return err
 		}
 		lb, err := v.verifyHeader(ctx, ep, qh+1)
 		if err != nil {
@@ -69,10 +82,10 @@ func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte
 		if err := v.accept(lb); err != nil {
 			return fmt.Errorf("%s from %s at height %d: %w", path, ep.url, qh, err)
 		}
-		value, h = val, qh
+		value, h, vt = val, qh, lb.Time
 		return nil
 	})
-	return value, h, err
+	return value, h, vt, err
 }
 
 // accept applies the age rule to an answer's verifying header and
@@ -80,11 +93,19 @@ func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte
 func (v *Verifier) accept(lb *types.LightBlock) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if age, max := time.Since(lb.Time), v.maxAge(); max > 0 && age > max {
-		return fmt.Errorf("%w: its verifying header %d is %v old, more than the %v allowed", ErrStaleAnswer, lb.Height, age.Round(time.Millisecond), max)
+	if err := v.checkAge(lb.Height, lb.Time); err != nil {
+		return err
 	}
 	if lb.Height > v.accepted.height {
 		v.accepted = mark{lb.Height, lb.Time}
+	}
+	return nil
+}
+
+// checkAge is the age rule for a verifying header. v.mu is held.
+func (v *Verifier) checkAge(height int64, t time.Time) error {
+	if age, max := time.Since(t), v.maxAge(); max > 0 && age > max {
+		return fmt.Errorf("%w: its verifying header %d is %v old, more than the %v allowed", ErrStaleAnswer, height, age.Round(time.Millisecond), max)
 	}
 	return nil
 }
@@ -117,6 +138,7 @@ func (v *Verifier) withEndpoint(ctx context.Context, do func(*endpoint) error) e
 		var retry *retryError
 		switch {
 		case err == nil:
+			v.set.served(ep)
 			return nil
 		case ctx.Err() != nil, errors.Is(err, ErrFork), errors.Is(err, ErrTrustExpired):
 			// A fork is refused even though the next endpoint might
@@ -125,6 +147,11 @@ func (v *Verifier) withEndpoint(ctx context.Context, do func(*endpoint) error) e
 		case endpointFailure(err):
 			v.set.fail(ep, err)
 		case v.set.isDown(ep), errors.As(err, &retry):
+		case (errors.Is(err, ErrStaleAnswer) || errors.Is(err, ErrUnverified)) && v.set.othersUp(ep):
+			// A refused answer: the next endpoint may hold a fresh,
+			// verifiable one (a liar listed first must not freeze the
+			// node).
+			v.set.refuse(ep, err)
 		default:
 			return err
 		}
