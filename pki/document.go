@@ -226,6 +226,11 @@ func DecodeTopology(b []byte) (*Topology, error) {
 	if err := t.link(); err != nil {
 		return nil, err
 	}
+	for i := range t.Mailboxes {
+		if _, ok := t.index[t.Mailboxes[i].ID]; ok {
+			return nil, fmt.Errorf("%w: topology document: mailbox %d (%v) is also a relay", ErrMalformed, i, t.Mailboxes[i].ID)
+		}
+	}
 	return t, nil
 }
 
@@ -321,6 +326,11 @@ func buildTopology(chainID string, epoch uint64, vrfBeacon [32]byte, p Params, r
 	}
 	if err := t.link(); err != nil {
 		return nil, err
+	}
+	for i := range t.Mailboxes {
+		if _, ok := t.index[t.Mailboxes[i].ID]; ok {
+			return nil, fmt.Errorf("%w: topology document: mailbox %d (%v) is also a relay", ErrMalformed, i, t.Mailboxes[i].ID)
+		}
 	}
 	return t, nil
 }
