@@ -268,3 +268,58 @@ func TestAdmissionReviewLyingPriceIsRefusedNotPaid(t *testing.T) {
 		return ok
 	})
 }
+
+// TestAdmissionReviewLastEpochsWorkPaysThisEpochsPrice: an intention
+// signed for epoch e−1 is still accepted in e, so an attacker may stock
+// work during e−1 and spend it when e opens. It counts against e's cap
+// and must carry e's price at the moment it is applied: work stocked at
+// e−1's floor price buys one place, not a cap's worth, and stocked
+// intentions cannot overfill e. (Held: this passes.)
+func TestAdmissionReviewLastEpochsWorkPaysThisEpochsPrice(t *testing.T) {
+	p := testParams()
+	p.PowBits, p.PowStep, p.MaxPendingPerEpoch = 4, 1, 4
+	c := newChain(t, p, 1)
+	c.mustBlock()
+	addrs := []string{"/ip4/127.0.0.1/tcp/4001"}
+	// Epoch 0: fill it, and stock intentions signed for it at the floor
+	// price and at the prices an epoch climbs through.
+	for i := range 4 {
+		c.mustBlock(exactIntention(t, testChainID, 0, detKey("review-stock-fill", i), addrs, p.PowBitsFor(uint32(i))))
+	}
+	var floor, climbing [][]byte
+	for i := range 6 {
+		floor = append(floor, exactIntention(t, testChainID, 0, detKey("review-stock-floor", i), addrs, p.PowBits))
+		climbing = append(climbing, exactIntention(t, testChainID, 0, detKey("review-stock-climb", i), addrs, p.PowBitsFor(uint32(min(i, 3)))))
+	}
+	if err := c.block(floor[0])[0]; CodeOf(err) != CodePendingFull {
+		t.Fatalf("a fifth intention in epoch 0: %v, want pending full", err)
+	}
+	c.until(int64(p.EpochBlocks) + 1)
+	if c.epoch().Epoch != 1 {
+		t.Fatal("epoch 1 did not open")
+	}
+	// Epoch 1: the floor-priced stock buys one place.
+	errs := c.block(floor...)
+	if errs[0] != nil {
+		t.Fatalf("first stocked intention: %v", errs[0])
+	}
+	for i, err := range errs[1:] {
+		if CodeOf(err) != CodeInsufficientWork {
+			t.Fatalf("stocked floor-price intention %d in epoch 1: %v, want insufficient work", i+1, err)
+		}
+	}
+	// Stock at the climbing prices fills what is left, and no more.
+	errs = c.block(climbing[1:]...)
+	accepted := 1
+	for _, err := range errs {
+		if err == nil {
+			accepted++
+		}
+	}
+	if n := c.m.st.accepted(1); n != 4 || accepted != 4 {
+		t.Fatalf("epoch 1 accepted %d (counter %d), want the cap 4", accepted, n)
+	}
+	if err := errs[len(errs)-1]; CodeOf(err) != CodePendingFull {
+		t.Fatalf("the intention past the cap: %v, want pending full", err)
+	}
+}
