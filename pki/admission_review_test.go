@@ -30,6 +30,8 @@ type attesterSim struct {
 	running  []simProbe
 	// first is when each node's first probe of each epoch started.
 	first map[sphinx.NodeID]map[uint64]time.Duration
+	// starts counts the probes started.
+	starts int
 }
 
 type simProbe struct {
@@ -70,6 +72,7 @@ func (a *attesterSim) tick(now time.Duration, nodes []*Registration) {
 		if !a.s.start(n, epoch, a.t0.Add(now)) {
 			continue
 		}
+		a.starts++
 		if a.first[n.ID] == nil {
 			a.first[n.ID] = map[uint64]time.Duration{}
 		}
@@ -321,5 +324,20 @@ func TestAdmissionReviewLastEpochsWorkPaysThisEpochsPrice(t *testing.T) {
 	}
 	if err := errs[len(errs)-1]; CodeOf(err) != CodePendingFull {
 		t.Fatalf("the intention past the cap: %v, want pending full", err)
+	}
+}
+
+// TestAdmissionReviewDeadAdmittedNodeProbesPerEpoch pins the figure the
+// docs give for an admitted node that stays dead: with nothing else to
+// probe, 17 probes in a one-hour epoch at the defaults (at 0, 5, 15, 35,
+// 75, 155, 315, 635 s, then every 320 s), 85 prober-seconds.
+func TestAdmissionReviewDeadAdmittedNodeProbesPerEpoch(t *testing.T) {
+	a := newAttesterSim()
+	dead := regOf("review-dead", 0, StatusAdmitted, 0)
+	for now := time.Duration(0); now < a.epochLen; now += time.Second {
+		a.tick(now, []*Registration{dead})
+	}
+	if probes := a.starts; probes != 17 {
+		t.Fatalf("a dead admitted node was probed %d times in an epoch, docs/pki.md says 17", probes)
 	}
 }
