@@ -115,9 +115,23 @@ type Config struct {
 	// MaxMessage is the largest message accepted, sent or received.
 	// Default 8 MiB.
 	MaxMessage int
-	// ReassemblyCap bounds the decoder memory one sender (one from value
-	// of Handle) may hold. Default 32 MiB.
+	// ReassemblyCap bounds the reassembly memory (partialCost) of all
+	// partial messages together; a new message evicts the partial message
+	// idle longest of the stream holding the most (limits.go). Default
+	// 64 MiB.
 	ReassemblyCap int
+	// StreamReassemblyCap bounds the reassembly memory of one stream id; a
+	// new message evicts the stream's own partial message idle longest, and
+	// a message costing more is refused. Default 24 MiB (a MaxMessage
+	// message of 8 MiB costs about 8.5 MB), at most ReassemblyCap.
+	StreamReassemblyCap int
+	// MaxStreams bounds the streams whose receiver state is kept; a new
+	// one evicts the stream seen least recently. Default 1024.
+	MaxStreams int
+	// StreamTTL drops the state of a stream with nothing in reassembly
+	// that no item named for that long. Default 24 h (a sender's default
+	// Deadline: by then it resends nothing it queued before the silence).
+	StreamTTL time.Duration
 	// ReassemblyTTL drops a partial message that got no new symbol for
 	// that long. Default 10 min.
 	ReassemblyTTL time.Duration
@@ -162,8 +176,16 @@ func (c *Config) defaults() error {
 		c.MaxMessage = 8 << 20
 	}
 	if c.ReassemblyCap <= 0 {
-		c.ReassemblyCap = 32 << 20
+		c.ReassemblyCap = 64 << 20
 	}
+	if c.StreamReassemblyCap <= 0 {
+		c.StreamReassemblyCap = 24 << 20
+	}
+	c.StreamReassemblyCap = min(c.StreamReassemblyCap, c.ReassemblyCap)
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 1024
+	}
+	def(&c.StreamTTL, 24*time.Hour)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -182,7 +204,13 @@ type Stats struct {
 	Delivered, Duplicates           uint64 // inbound messages; symbols of finished messages
 	BadPayloads, Rejected           uint64 // malformed payloads; chunks refused by limits
 	UnknownAcks, Expired            uint64 // acks for unknown streams; partial messages dropped
+	Evicted, StreamsDropped         uint64 // partial messages evicted by the caps; streams forgotten
 	InFlight, Reassembling, Pending int
+	// Receiver state now (limits.go): streams tracked, acks due, the
+	// reassembly bytes (partialCost) and the receiver's bytes counted
+	// (reassembly plus per-stream costs).
+	Streams, AcksDue               int
+	ReassemblyBytes, ReceiverBytes int
 	// Unsent counts the messages in flight whose current round has not
 	// wholly left yet (being prepared or waiting for payload slots).
 	Unsent int
@@ -206,11 +234,13 @@ type Queue struct {
 	deletes  []MsgID
 	outcomes []Outcome
 
-	in        map[StreamID]*inStream
-	acksDue   map[StreamID]int // ack copies still to send
-	inMsgs    map[MsgID]*inMsg
-	fromBytes map[string]int
-	lastScan  time.Time
+	in       map[StreamID]*inStream
+	acksDue  map[StreamID]*ackDue
+	inMsgs   map[MsgID]*inMsg
+	inBytes  int // partialCost of every partial message
+	lastScan time.Time
+
+	closed bool // Close began: Next sends nothing more
 
 	stats Stats
 }
@@ -219,6 +249,7 @@ type msgState uint8
 
 const (
 	stPrep    msgState = iota // Run prepares its next round
+	stReserve                 // round planned; its ESIs are being made durable
 	stSending                 // in the ready heap
 	stWaiting                 // round sent, timer running
 	stDone
@@ -247,7 +278,10 @@ type outMsg struct {
 	enc      *Encoder
 	created  time.Time
 	deadline time.Time
-	restarts uint32
+	// mark is the durable ESI mark: no symbol at or above it has left,
+	// and the esi bucket holds it (or more). Run raises it before a
+	// round's first symbol may leave (reserve); Close lowers it to nextESI.
+	mark uint32
 
 	state      msgState
 	nextESI    uint32
@@ -274,14 +308,13 @@ func Open(cfg Config) (*Queue, error) {
 	}
 	q := &Queue{
 		cfg: cfg, db: db, log: cfg.Logger,
-		wake:      make(chan struct{}, 1),
-		recips:    map[Recipient]*recipQ{},
-		byStream:  map[StreamID]*recipQ{},
-		msgs:      map[MsgID]*outMsg{},
-		in:        map[StreamID]*inStream{},
-		acksDue:   map[StreamID]int{},
-		inMsgs:    map[MsgID]*inMsg{},
-		fromBytes: map[string]int{},
+		wake:     make(chan struct{}, 1),
+		recips:   map[Recipient]*recipQ{},
+		byStream: map[StreamID]*recipQ{},
+		msgs:     map[MsgID]*outMsg{},
+		in:       map[StreamID]*inStream{},
+		acksDue:  map[StreamID]*ackDue{},
+		inMsgs:   map[MsgID]*inMsg{},
 	}
 	if err := q.load(); err != nil {
 		_ = db.Close()
@@ -290,8 +323,17 @@ func Open(cfg Config) (*Queue, error) {
 	return q, nil
 }
 
-// Close closes the database. Stop Run first.
-func (q *Queue) Close() error { return q.db.Close() }
+// Close records how far each message's encoding symbol ids got (so the
+// next Open resumes exactly there) and closes the database. Stop Run
+// first; Next sends nothing once Close has begun.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	q.closed = true
+	marks := q.exactMarks()
+	q.mu.Unlock()
+	err := q.db.Update(func(tx *bolt.Tx) error { return putMarks(tx, marks) })
+	return errors.Join(err, q.db.Close())
+}
 
 // SetLoss sets the packet loss rate the client measures on its loop stream
 // (client.Stats.LoopLoss); repair overhead follows it from the next round.
@@ -319,10 +361,11 @@ func (q *Queue) Stats() Stats {
 	s.Reassembling = len(q.inMsgs)
 	s.Pending = q.ready.Len()
 	for _, m := range q.msgs {
-		if m.state == stPrep || m.state == stSending {
+		if m.state != stWaiting {
 			s.Unsent++
 		}
 	}
+	q.receiverStats(&s)
 	return s
 }
 
@@ -442,18 +485,27 @@ func (q *Queue) step(ctx context.Context) {
 	loss := q.loss
 	q.mu.Unlock()
 
+	var planned []*outMsg
 	for _, m := range prep {
-		if err := q.prepare(ctx, m, loss, now); err != nil {
+		ok, err := q.prepare(ctx, m, loss, now)
+		if err != nil {
 			if ctx.Err() == nil {
 				q.log.Warn("queue: preparing a round", "msg", m.id, "err", err)
 			}
 		}
+		if ok {
+			planned = append(planned, m)
+		}
 	}
+	q.reserve(planned)
 	if len(deletes) > 0 {
 		err := q.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketMsgs)
+			b, e := tx.Bucket(bucketMsgs), tx.Bucket(bucketESI)
 			for _, id := range deletes {
 				if err := b.Delete(id[:]); err != nil {
+					return err
+				}
+				if err := e.Delete(id[:]); err != nil {
 					return err
 				}
 			}
@@ -466,17 +518,25 @@ func (q *Queue) step(ctx context.Context) {
 	q.flushOutcomes()
 }
 
-// prepare builds the next round of m: its symbol count, SURBs and key.
-func (q *Queue) prepare(ctx context.Context, m *outMsg, loss float64, now time.Time) error {
-	if m.enc == nil {
-		enc, err := NewEncoder(m.body, m.g.t)
+// prepare plans the next round of m: its symbol count, SURBs and key. It
+// reports whether the round was planned (m is then in stReserve: reserve
+// makes its ESIs durable and queues it).
+func (q *Queue) prepare(ctx context.Context, m *outMsg, loss float64, now time.Time) (bool, error) {
+	// m.enc is read and written under q.mu only (finish clears it when an
+	// ack arrives); the encoding itself runs unlocked.
+	q.mu.Lock()
+	needEnc := m.enc == nil && m.state == stPrep
+	q.mu.Unlock()
+	var enc *Encoder
+	if needEnc {
+		e, err := NewEncoder(m.body, m.g.t)
 		if err != nil {
 			q.mu.Lock()
 			q.finish(m, err)
 			q.mu.Unlock()
-			return err
+			return false, err
 		}
-		m.enc = enc // only Run touches enc before the message is ready
+		enc = e
 	}
 	var surbs [][]byte
 	var delay time.Duration
@@ -484,7 +544,7 @@ func (q *Queue) prepare(ctx context.Context, m *outMsg, loss float64, now time.T
 		for range surbCopies(loss) {
 			s, err := q.cfg.SURBs.NewSURB(ctx)
 			if err != nil {
-				return fmt.Errorf("queue: SURB: %w", err)
+				return false, fmt.Errorf("queue: SURB: %w", err)
 			}
 			surbs = append(surbs, s.Bytes)
 			delay = max(delay, s.Delay)
@@ -493,11 +553,13 @@ func (q *Queue) prepare(ctx context.Context, m *outMsg, loss float64, now time.T
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if m.state != stPrep {
-		return nil // acked meanwhile
+		return false, nil // acked meanwhile
+	}
+	if m.enc == nil {
+		m.enc = enc
 	}
 	want := m.want
-	first := want == 0
-	if first {
+	if want == 0 { // a full first round (after a Put or a restart)
 		want = m.g.kPrime + 2
 	}
 	n := m.g.packetsFor(want)
@@ -508,25 +570,18 @@ func (q *Queue) prepare(ctx context.Context, m *outMsg, loss float64, now time.T
 		packets = reliablePackets(n, loss, q.cfg.Target)
 	}
 	syms := packets * m.g.per
-	if first && m.restarts == 0 {
-		// the source symbols go first: decoding from them is cheapest.
-		m.nextESI = 0
-	}
+	// A new message starts at ESI 0 (the source symbols: cheapest to
+	// decode); a reloaded one at its durable mark.
 	if int(m.nextESI)+syms > maxESI {
 		q.finish(m, fmt.Errorf("%w: encoding symbol ids exhausted", ErrGaveUp))
-		return nil
+		return false, nil
 	}
 	m.pendSyms = syms
 	m.pendSURBs = surbs
 	m.surbDelay = delay
 	m.key = now.Add(time.Duration(packets+len(surbs)) * q.cfg.PacketPenalty)
-	m.state = stSending
-	q.stats.Rounds++
-	if m.roundsSent > 0 {
-		q.stats.Resends++
-	}
-	heap.Push(&q.ready, m)
-	return nil
+	m.state = stReserve
+	return true, nil
 }
 
 // finish ends m: acked or sent (err nil) or given up. q.mu held.
@@ -585,6 +640,9 @@ func (rq *recipQ) lowWater() uint64 {
 func (q *Queue) Next(now time.Time) (Packet, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return Packet{}, false
+	}
 	if p, ok := q.nextAck(now); ok {
 		return p, true
 	}

@@ -7,29 +7,48 @@ import (
 )
 
 // Receiver state: per stream (one sender's Reliable or Fast stream to us)
-// the finished sequence numbers and the SURBs to answer through; per
-// message in progress, its decoder.
+// the finished sequence numbers, the SURBs to answer through and the
+// partial messages; per message in progress, its decoder. Until items are
+// sealed (issue 17), the stream id is all that tells senders apart at the
+// receiver, so every limit is per stream id, with global bounds over all of
+// them (limits.go).
 const (
 	maxStreamSURBs = 16   // newest kept; older ones are dropped
 	maxDoneSparse  = 4096 // finished seqs above the cumulative mark
 )
 
 type inStream struct {
-	cum   uint64              // every seq < cum is finished
-	done  map[uint64]struct{} // finished seqs ≥ cum
-	surbs [][]byte
-	needs map[uint64]uint32
+	cum      uint64              // every seq < cum is finished
+	done     map[uint64]struct{} // finished seqs ≥ cum
+	surbs    [][]byte
+	needs    map[uint64]uint32
+	partials map[uint64]*inMsg // messages of the stream in reassembly
+	bytes    int               // their cost (partialCost)
+	lastSeen time.Time         // last item naming the stream
+}
+
+// ackDue is an ack to send on a stream: copies left, and since when it
+// waits (an ack that finds no SURB for ReassemblyTTL is dropped).
+type ackDue struct {
+	copies int
+	since  time.Time
 }
 
 // dueAck schedules an ack on stream id: as many copies, each through its
 // own SURB, as a round carries SURBs at the measured loss (surbCopies), so
 // that one arrives with probability ≥ 0.95 when the SURBs are there. q.mu
-// held.
-func (q *Queue) dueAck(id StreamID) {
-	q.acksDue[id] = max(q.acksDue[id], surbCopies(q.loss))
+// held; the stream exists.
+func (q *Queue) dueAck(id StreamID, now time.Time) {
+	a := q.acksDue[id]
+	if a == nil {
+		a = &ackDue{since: now}
+		q.acksDue[id] = a
+	}
+	a.copies = max(a.copies, surbCopies(q.loss))
 }
 
 type inMsg struct {
+	id       MsgID
 	from     string
 	flags    uint8
 	length   int
@@ -41,12 +60,18 @@ type inMsg struct {
 	needSent time.Time
 }
 
-func (q *Queue) stream(id StreamID) *inStream {
+// stream returns the state of stream id, creating it (and making room
+// for it under MaxStreams) if needed, and records the activity. q.mu held.
+func (q *Queue) stream(id StreamID, now time.Time) *inStream {
 	st := q.in[id]
 	if st == nil {
-		st = &inStream{done: map[uint64]struct{}{}, needs: map[uint64]uint32{}}
+		if len(q.in) >= q.cfg.MaxStreams {
+			q.evictStream()
+		}
+		st = &inStream{done: map[uint64]struct{}{}, needs: map[uint64]uint32{}, partials: map[uint64]*inMsg{}}
 		q.in[id] = st
 	}
+	st.lastSeen = now
 	return st
 }
 
@@ -93,9 +118,11 @@ func mapKeys(m map[uint64]struct{}) func(func(uint64) bool) {
 
 // Handle takes one received payload: chunks (from senders), SURBs (from
 // senders, to ack through) and acks (from our recipients, arriving as SURB
-// replies). from names where it came from (a mailbox, a contact): the
-// reassembly memory cap applies per from. It returns the messages the
-// payload completed. A malformed payload is rejected whole and counted.
+// replies). from names where it came from (a mailbox, a contact): it is
+// reported in Message.From, and all chunks of one message must share it.
+// The receiver's limits apply per stream id (limits.go). It returns the
+// messages the payload completed. A malformed payload is rejected whole and
+// counted.
 func (q *Queue) Handle(from string, payload []byte) ([]Message, error) {
 	p, err := Parse(payload)
 	now := q.cfg.Now()
@@ -109,7 +136,7 @@ func (q *Queue) Handle(from string, payload []byte) ([]Message, error) {
 		q.handleAck(&p.Acks[i])
 	}
 	for _, s := range p.SURBs {
-		st := q.stream(s.Stream)
+		st := q.stream(s.Stream, now)
 		if s.LowWater > st.cum {
 			st.cum = s.LowWater
 			for seq := range st.done {
@@ -145,35 +172,35 @@ func (q *Queue) Handle(from string, payload []byte) ([]Message, error) {
 
 // handleChunk feeds one chunk to its message's decoder. q.mu held.
 func (q *Queue) handleChunk(from string, c *Chunk, now time.Time) (*Message, error) {
-	st := q.stream(c.ID.Stream())
+	st := q.stream(c.ID.Stream(), now)
 	seq := c.ID.Seq()
 	reliable := c.Flags&FlagReliable != 0
 	if st.isDone(seq) {
 		q.stats.Duplicates += uint64(c.Count())
 		if reliable {
-			q.dueAck(c.ID.Stream()) // our ack may have been lost
+			q.dueAck(c.ID.Stream(), now) // our ack may have been lost
 		}
 		return nil, nil
 	}
-	im := q.inMsgs[c.ID]
+	im := st.partials[seq]
 	if im == nil {
 		if int(c.Length) > q.cfg.MaxMessage {
 			q.stats.Rejected++
 			return nil, fmt.Errorf("%w: message of %d bytes", ErrRejected, c.Length)
 		}
-		cost := int(c.KPrime) * int(c.T)
-		if q.fromBytes[from]+cost > q.cfg.ReassemblyCap {
+		cost := partialCost(int(c.KPrime), int(c.T))
+		if cost > q.cfg.StreamReassemblyCap {
 			q.stats.Rejected++
-			return nil, fmt.Errorf("%w: %s holds %d bytes in reassembly", ErrRejected, from, q.fromBytes[from])
+			return nil, fmt.Errorf("%w: a message costing %d bytes of reassembly, the stream may hold %d", ErrRejected, cost, q.cfg.StreamReassemblyCap)
 		}
 		dec, err := NewDecoder(int(c.Length), int(c.T))
 		if err != nil {
 			q.stats.Rejected++
 			return nil, fmt.Errorf("%w: %w", ErrRejected, err)
 		}
-		im = &inMsg{from: from, flags: c.Flags, length: int(c.Length), t: int(c.T), kPrime: int(c.KPrime), cost: cost, dec: dec, lastNew: now}
-		q.inMsgs[c.ID] = im
-		q.fromBytes[from] += cost
+		q.makeRoom(st, cost)
+		im = &inMsg{id: c.ID, from: from, flags: c.Flags, length: int(c.Length), t: int(c.T), kPrime: int(c.KPrime), cost: cost, dec: dec, lastNew: now}
+		q.addIn(st, im)
 	}
 	if im.flags != c.Flags || im.length != int(c.Length) || im.t != int(c.T) || im.from != from {
 		q.stats.Rejected++
@@ -181,17 +208,24 @@ func (q *Queue) handleChunk(from string, c *Chunk, now time.Time) (*Message, err
 	}
 	before := im.dec.Received()
 	for i := range c.Count() {
+		if im.dec.Received() >= im.kPrime+maxExtraSymbols {
+			// Honest symbols decode long before (K'+2 fail ~1e-6): the
+			// rest is junk, and would only grow the decoder.
+			q.dropIn(st, im)
+			q.stats.Rejected++
+			return nil, fmt.Errorf("%w: %x did not decode from %d symbols", ErrRejected, c.ID, im.dec.Received())
+		}
 		done, err := im.dec.Add(c.ESI+uint32(i), c.Symbols[i*im.t:(i+1)*im.t])
 		if err != nil {
 			q.stats.Rejected++
 			return nil, fmt.Errorf("%w: %w", ErrRejected, err)
 		}
 		if done {
-			q.dropIn(c.ID, im)
+			q.dropIn(st, im)
 			st.markDone(seq)
 			delete(st.needs, seq)
 			if reliable {
-				q.dueAck(c.ID.Stream())
+				q.dueAck(c.ID.Stream(), now)
 			}
 			q.stats.Delivered++
 			class := Fast
@@ -209,45 +243,38 @@ func (q *Queue) handleChunk(from string, c *Chunk, now time.Time) (*Message, err
 	return nil, nil
 }
 
-func (q *Queue) dropIn(id MsgID, im *inMsg) {
-	delete(q.inMsgs, id)
-	q.fromBytes[im.from] -= im.cost
-	if q.fromBytes[im.from] <= 0 {
-		delete(q.fromBytes, im.from)
-	}
-}
-
-// scan expires stale partial messages and asks for symbols of stalled
-// Reliable ones. q.mu held.
+// scan expires stale partial messages, idle streams and acks that found
+// no SURB, and asks for symbols of stalled Reliable messages. q.mu held.
 func (q *Queue) scan(now time.Time) {
 	if now.Sub(q.lastScan) < q.cfg.NeedAfter/4 {
 		return
 	}
 	q.lastScan = now
 	for id, im := range q.inMsgs {
+		st := q.in[id.Stream()]
 		idle := now.Sub(im.lastNew)
 		if idle >= q.cfg.ReassemblyTTL {
-			q.dropIn(id, im)
+			q.dropIn(st, im)
 			q.stats.Expired++
 			continue
 		}
 		if im.flags&FlagReliable == 0 || idle < q.cfg.NeedAfter || now.Sub(im.needSent) < q.cfg.NeedAfter {
 			continue
 		}
-		st := q.stream(id.Stream())
 		if len(st.surbs) == 0 {
 			continue
 		}
 		st.needs[id.Seq()] = uint32(max(1, im.kPrime+2-im.dec.Received()))
-		q.dueAck(id.Stream())
+		q.dueAck(id.Stream(), now)
 		im.needSent = now
 	}
+	q.pruneStreams(now)
 }
 
 // nextAck returns an ack packet through a SURB if one is due. q.mu held.
 func (q *Queue) nextAck(now time.Time) (Packet, bool) {
 	q.scan(now)
-	for id := range q.acksDue {
+	for id, due := range q.acksDue {
 		st := q.in[id]
 		if len(st.surbs) == 0 {
 			continue // until a SURB arrives
@@ -269,7 +296,7 @@ func (q *Queue) nextAck(now time.Time) (Packet, bool) {
 		for _, e := range a.Entries[:n] {
 			delete(st.needs, e.Seq)
 		}
-		if q.acksDue[id]--; q.acksDue[id] <= 0 && len(st.needs) == 0 {
+		if due.copies--; due.copies <= 0 && len(st.needs) == 0 {
 			delete(q.acksDue, id)
 		}
 		s := st.surbs[len(st.surbs)-1]

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,15 +14,22 @@ import (
 //
 //	streams: recipient → fast stream (8) ‖ reliable stream (8) ‖ next fast seq u64 ‖ next reliable seq u64
 //	msgs:    message id (16) → record
+//	esi:     message id (16) → next ESI u32 (esi.go)
 //
-// record: version u8 (1) ‖ class u8 ‖ restarts u32 ‖ created unix ns i64 ‖
-// deadline unix ns i64 ‖ recipient length u16 ‖ recipient ‖ message.
+// record (version 2): 0x02 ‖ class u8 ‖ created unix ns i64 ‖ deadline unix
+// ns i64 ‖ recipient length u16 ‖ recipient ‖ message. Version 1 (written
+// before the esi bucket) had a restarts u32 after the class; such a message
+// without an esi entry resumes at ESI (restarts+1)·2^16, where the code
+// that wrote it would have resumed.
 var (
 	bucketStreams = []byte("streams")
 	bucketMsgs    = []byte("msgs")
 )
 
-const recordHeader = 1 + 1 + 4 + 8 + 8 + 2
+const (
+	recordHeader   = 1 + 1 + 8 + 8 + 2
+	recordHeaderV1 = recordHeader + 4
+)
 
 var errRecord = errors.New("queue: corrupt record")
 
@@ -57,8 +65,7 @@ func putMessage(tx *bolt.Tx, rq *recipQ, m *outMsg) error {
 func encodeRecord(m *outMsg) []byte {
 	to := m.rq.to
 	r := make([]byte, 0, recordHeader+len(to)+len(m.body))
-	r = append(r, 1, byte(m.class))
-	r = binary.BigEndian.AppendUint32(r, m.restarts)
+	r = append(r, 2, byte(m.class))
 	r = binary.BigEndian.AppendUint64(r, uint64(m.created.UnixNano()))
 	r = binary.BigEndian.AppendUint64(r, uint64(m.deadline.UnixNano()))
 	r = binary.BigEndian.AppendUint16(r, uint16(len(to)))
@@ -66,29 +73,50 @@ func encodeRecord(m *outMsg) []byte {
 	return append(r, m.body...)
 }
 
-func decodeRecord(r []byte) (class Class, restarts uint32, created, deadline time.Time, to Recipient, body []byte, err error) {
-	if len(r) < recordHeader || r[0] != 1 {
-		return 0, 0, time.Time{}, time.Time{}, "", nil, errRecord
-	}
-	class = Class(r[1])
-	if class != Fast && class != Reliable {
-		return 0, 0, time.Time{}, time.Time{}, "", nil, errRecord
-	}
-	restarts = binary.BigEndian.Uint32(r[2:])
-	created = time.Unix(0, int64(binary.BigEndian.Uint64(r[6:])))
-	deadline = time.Unix(0, int64(binary.BigEndian.Uint64(r[14:])))
-	n := int(binary.BigEndian.Uint16(r[22:]))
-	if len(r) < recordHeader+n+1 {
-		return 0, 0, time.Time{}, time.Time{}, "", nil, errRecord
-	}
-	to = Recipient(r[recordHeader : recordHeader+n])
-	body = append([]byte(nil), r[recordHeader+n:]...)
-	return class, restarts, created, deadline, to, body, nil
+// storedMsg is a decoded record.
+type storedMsg struct {
+	class             Class
+	created, deadline time.Time
+	to                Recipient
+	body              []byte
+	legacyMark        uint32 // version 1: where its writer would have resumed
 }
 
-// load reads the streams and the unfinished messages, counts a restart on
-// each (so its next round uses encoding symbol ids never sent before) and
-// queues them for a first round.
+func decodeRecord(r []byte) (storedMsg, error) {
+	var sm storedMsg
+	if len(r) < 2 || (r[0] != 1 && r[0] != 2) {
+		return sm, errRecord
+	}
+	sm.class = Class(r[1])
+	if sm.class != Fast && sm.class != Reliable {
+		return sm, errRecord
+	}
+	h, rest := recordHeader, r[2:]
+	if r[0] == 1 {
+		if len(r) < recordHeaderV1 {
+			return sm, errRecord
+		}
+		restarts := binary.BigEndian.Uint32(rest)
+		sm.legacyMark = uint32(min(uint64(restarts)+1, maxESI>>16) << 16)
+		h, rest = recordHeaderV1, rest[4:]
+	}
+	if len(r) < h {
+		return sm, errRecord
+	}
+	sm.created = time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
+	sm.deadline = time.Unix(0, int64(binary.BigEndian.Uint64(rest[8:])))
+	n := int(binary.BigEndian.Uint16(rest[16:]))
+	if len(r) < h+n+1 {
+		return sm, errRecord
+	}
+	sm.to = Recipient(r[h : h+n])
+	sm.body = append([]byte(nil), r[h+n:]...)
+	return sm, nil
+}
+
+// load reads the streams, the unfinished messages and their ESI marks, and
+// queues each message for a full first round from its mark (ESIs never sent
+// before). Marks of messages no longer stored are deleted.
 func (q *Queue) load() error {
 	return q.db.Update(func(tx *bolt.Tx) error {
 		sb, err := tx.CreateBucketIfNotExists(bucketStreams)
@@ -96,6 +124,10 @@ func (q *Queue) load() error {
 			return err
 		}
 		mb, err := tx.CreateBucketIfNotExists(bucketMsgs)
+		if err != nil {
+			return err
+		}
+		eb, err := tx.CreateBucketIfNotExists(bucketESI)
 		if err != nil {
 			return err
 		}
@@ -114,35 +146,49 @@ func (q *Queue) load() error {
 		if err != nil {
 			return err
 		}
-		var msgs []*outMsg
 		err = mb.ForEach(func(k, v []byte) error {
-			class, restarts, created, deadline, to, body, err := decodeRecord(v)
+			sm, err := decodeRecord(v)
 			if err != nil || len(k) != 16 {
 				return fmt.Errorf("%w: message %x", errRecord, k)
 			}
-			rq := q.recips[to]
+			rq := q.recips[sm.to]
 			if rq == nil {
 				return fmt.Errorf("%w: message %x for unknown recipient", errRecord, k)
 			}
-			g, err := planMessage(len(body), q.cfg.PayloadSize)
+			g, err := planMessage(len(sm.body), q.cfg.PayloadSize)
 			if err != nil {
 				return fmt.Errorf("queue: message %x no longer fits the payload size: %w", k, err)
 			}
-			m := &outMsg{rq: rq, class: class, body: body, g: g, created: created, deadline: deadline, restarts: restarts + 1, idx: -1}
+			m := &outMsg{rq: rq, class: sm.class, body: sm.body, g: g, created: sm.created, deadline: sm.deadline, mark: sm.legacyMark, idx: -1}
 			copy(m.id[:], k)
-			m.nextESI = m.restarts << 16
-			msgs = append(msgs, m)
+			if e := eb.Get(k); e != nil {
+				if len(e) != 4 {
+					return fmt.Errorf("%w: ESI mark of %x", errRecord, k)
+				}
+				m.mark = binary.BigEndian.Uint32(e)
+			}
+			m.nextESI = m.mark
+			q.msgs[m.id] = m
+			rq.active[m.id] = m
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, m := range msgs {
-			if err := mb.Put(m.id[:], encodeRecord(m)); err != nil {
+		var orphans [][]byte
+		err = eb.ForEach(func(k, _ []byte) error {
+			if mb.Get(k) == nil {
+				orphans = append(orphans, slices.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range orphans {
+			if err := eb.Delete(k); err != nil {
 				return err
 			}
-			q.msgs[m.id] = m
-			m.rq.active[m.id] = m
 		}
 		return nil
 	})

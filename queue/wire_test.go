@@ -188,42 +188,49 @@ func TestHandleRejects(t *testing.T) {
 	clk := newClock()
 	q, _ := stepped(t, clk, func(c *Config) {
 		c.MaxMessage = 1 << 20
-		c.ReassemblyCap = 200 << 10
+		c.StreamReassemblyCap = 300 << 10
+		c.ReassemblyCap = 1 << 20
 		c.ReassemblyTTL = time.Minute
 	})
 	if _, err := q.Handle("x", []byte{Version, 9}); !errors.Is(err, ErrPayload) {
 		t.Fatalf("malformed: %v", err)
 	}
-	chunk := func(seq uint64, length int) []byte {
+	chunk := func(stream byte, seq uint64, length int) []byte {
 		g, err := planMessage(length, 2030)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := Payload{Chunks: []Chunk{{ID: NewMsgID(StreamID{1}, seq), Length: uint32(length), T: uint16(g.t), K: uint16(g.k), KPrime: uint16(g.kPrime), Symbols: make([]byte, g.t)}}}
+		p := Payload{Chunks: []Chunk{{ID: NewMsgID(StreamID{stream}, seq), Length: uint32(length), T: uint16(g.t), K: uint16(g.k), KPrime: uint16(g.kPrime), Symbols: make([]byte, g.t)}}}
 		b, err := p.Marshal(2030)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	if _, err := q.Handle("x", chunk(0, 1<<20+1)); !errors.Is(err, ErrRejected) {
+	if _, err := q.Handle("x", chunk(1, 0, 1<<20+1)); !errors.Is(err, ErrRejected) {
 		t.Fatalf("oversized message: %v", err)
 	}
-	// 64 KiB messages cost ~72 KiB of decoder each: the third from one
-	// sender passes the 200 KiB cap, another sender is unaffected.
-	for seq := range uint64(2) {
-		if _, err := q.Handle("evil", chunk(seq+1, 64<<10)); err != nil {
+	// A 1 MiB message costs more than one stream may hold: refused.
+	if _, err := q.Handle("x", chunk(1, 9, 1<<20)); !errors.Is(err, ErrRejected) {
+		t.Fatalf("over the stream cap: %v", err)
+	}
+	// 64 KiB messages cost (36+16)·1992 + 2048 ≈ 103 KB each: the third
+	// of one stream evicts the stream's first, another stream is
+	// unaffected.
+	for seq := range uint64(3) {
+		clk.Add(time.Millisecond)
+		if _, err := q.Handle("evil", chunk(1, seq+1, 64<<10)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := q.Handle("evil", chunk(3, 64<<10)); !errors.Is(err, ErrRejected) {
-		t.Fatalf("over the cap: %v", err)
+	if s := q.Stats(); s.Evicted != 1 || s.Reassembling != 2 || q.in[StreamID{1}].partials[1] != nil {
+		t.Fatalf("over the stream cap: %+v", s)
 	}
-	if _, err := q.Handle("good", chunk(4, 64<<10)); err != nil {
-		t.Fatalf("another sender: %v", err)
+	if _, err := q.Handle("evil", chunk(2, 4, 64<<10)); err != nil {
+		t.Fatalf("another stream: %v", err)
 	}
 	// A chunk of a known message with other parameters is refused.
-	if _, err := q.Handle("evil", chunk(1, 60<<10)); !errors.Is(err, ErrRejected) {
+	if _, err := q.Handle("evil", chunk(1, 2, 60<<10)); !errors.Is(err, ErrRejected) {
 		t.Fatalf("conflicting parameters: %v", err)
 	}
 	ack := Payload{Acks: []Ack{{Stream: StreamID{42}, Cum: 100}}}
@@ -232,16 +239,16 @@ func TestHandleRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := q.Stats()
-	if s.BadPayloads != 1 || s.Rejected != 3 || s.UnknownAcks != 1 || s.Reassembling != 3 {
+	if s.BadPayloads != 1 || s.Rejected != 3 || s.UnknownAcks != 1 || s.Reassembling != 3 || s.Evicted != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 	// Stalled partial messages expire and free their memory.
 	clk.Add(2 * time.Minute)
 	q.Next(clk.Now())
-	if s := q.Stats(); s.Reassembling != 0 || s.Expired != 3 || len(q.fromBytes) != 0 {
+	if s := q.Stats(); s.Reassembling != 0 || s.Expired != 3 || s.ReassemblyBytes != 0 {
 		t.Fatalf("after the TTL: %+v", s)
 	}
-	if _, err := q.Handle("evil", chunk(5, 64<<10)); err != nil {
+	if _, err := q.Handle("evil", chunk(1, 5, 64<<10)); err != nil {
 		t.Fatalf("after expiry: %v", err)
 	}
 }
