@@ -8,6 +8,13 @@ import (
 	"time"
 )
 
+// DefaultProbeParallel is how many probes a validator runs at once by
+// default. A probe in flight is a goroutine and a socket, so this can be
+// generous; it bounds how long admitted nodes that hold a slot for the
+// whole ProbeTimeout (black holes) delay the rest: N of them hold an
+// epoch's first round for N × ProbeTimeout / DefaultProbeParallel.
+const DefaultProbeParallel = 64
+
 // AttesterConfig tunes a validator's prober. The zero value works.
 type AttesterConfig struct {
 	// Interval is how often the attester looks for nodes to probe, and
@@ -19,7 +26,8 @@ type AttesterConfig struct {
 	// RetryAfter is the least time between two probes of a node.
 	// Default 5 × Interval.
 	RetryAfter time.Duration
-	// Parallel is how many probes run at once. Default 8.
+	// Parallel is how many probes run at once. Default
+	// DefaultProbeParallel.
 	Parallel int
 	// ProbeBudget is how many times this validator probes a pending node
 	// in total. Default 3. (Admitted nodes are probed until seen, with
@@ -55,7 +63,7 @@ func newAttester(n *ValidatorNode, cfg AttesterConfig) *attester {
 		cfg.RetryAfter = 5 * cfg.Interval
 	}
 	if cfg.Parallel <= 0 {
-		cfg.Parallel = 8
+		cfg.Parallel = DefaultProbeParallel
 	}
 	if cfg.ProbeBudget <= 0 {
 		cfg.ProbeBudget = 3

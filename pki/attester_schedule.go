@@ -30,9 +30,11 @@ type attestItem struct {
 //     again while one that stays dead costs a few dozen probes an epoch;
 //     never twice at once;
 //   - nodes probed fewer times (in total if pending, in the epoch if
-//     admitted) first, admitted before pending among nodes probed as
-//     often, so every admitted node has its first probe of an epoch
-//     before any pending node, and every pending node its first probe
+//     admitted) first; among nodes probed as often, admitted nodes a
+//     quorum saw in the previous epoch, then other admitted nodes, then
+//     pending ones, so every admitted node has its first probe of an epoch
+//     before any pending node, relays that keep answering before admitted
+//     nodes that stopped, and every pending node its first probe
 //     before a dead admitted node its second (admitted identities are
 //     cheap, and each is due ≈ 17 times an epoch while it stays dead:
 //     were all admitted nodes first, a few hundred black holes would
@@ -86,11 +88,18 @@ func (s *schedule) order(epoch uint64, nodes []*Registration) {
 	for _, n := range nodes {
 		ranks[n.ID] = s.rank(epoch, n.ID)
 	}
+	// Admitted nodes a quorum saw in the previous epoch (honest relays
+	// that keep running) first, then other admitted nodes, then pending
+	// ones: an admitted black hole holds a probe slot for the whole
+	// ProbeTimeout, and one seen last epoch must have answered then.
 	class := func(n *Registration) int {
-		if n.Status == StatusAdmitted {
+		switch {
+		case n.Status == StatusAdmitted && n.LastSeen+1 >= epoch:
 			return 0
+		case n.Status == StatusAdmitted:
+			return 1
 		}
-		return 1
+		return 2
 	}
 	slices.SortFunc(nodes, func(a, b *Registration) int {
 		if c := cmp.Compare(s.probes(a, epoch), s.probes(b, epoch)); c != 0 {

@@ -120,6 +120,14 @@ func (m *Machine) freeze(epoch uint64, beacon [32]byte) error {
 		case RoleMailbox:
 			mailboxes = append(mailboxes, info)
 		case RoleRelay:
+			// Placed by keys on beacon(epoch−1) only if it registered
+			// before that beacon was computed (at the freeze in epoch−2):
+			// a relay that registered later could grind its identity key
+			// against the known beacon and pick its stratum. Epochs 0 and
+			// 1 are placed on beacon(0), block 1's hash (bootstrap).
+			if epoch > 1 && n.Registered+2 > epoch {
+				continue
+			}
 			r := Relay{NodeInfo: info, Withheld: true}
 			if e, out, ok := m.st.vrf(n.ID); ok && e == vrfEpoch {
 				r.VRF, r.Withheld = out, false

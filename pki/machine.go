@@ -126,7 +126,15 @@ func (m *Machine) intention(tx *Tx, in *Intention, ei EpochInfo) error {
 	if n != nil {
 		return reject(CodeAlreadyRegistered, "node %v is %v", id, n.Status)
 	}
-	m.st.putNode(&Registration{ID: id, Key: tx.Signer, Role: in.Role, Status: StatusPending, Registered: ei.Epoch, Addrs: in.Addrs})
+	// An intention after the freeze of the next epoch's topology comes
+	// when beacon(e+1) is public: it counts as registered in e+1, so the
+	// freeze places the relay only by keys on beacons it could not know
+	// (see freeze).
+	registered := ei.Epoch
+	if _, frozen := m.st.topology(ei.Epoch + 1); frozen {
+		registered++
+	}
+	m.st.putNode(&Registration{ID: id, Key: tx.Signer, Role: in.Role, Status: StatusPending, Registered: registered, Addrs: in.Addrs})
 	m.countIntention(ei.Epoch)
 	m.markLive()
 	return nil

@@ -51,7 +51,7 @@ type Registration struct {
 	Key        [ed25519.PublicKeySize]byte
 	Role       Role
 	Status     Status
-	Registered uint64 // epoch of the intention
+	Registered uint64 // epoch of the intention; the next one for an intention after that epoch's freeze
 	Admitted   uint64 // epoch of admission, when Status is admitted
 	LastSeen   uint64 // last epoch in which a quorum attested the node
 	Addrs      []string
