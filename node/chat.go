@@ -815,10 +815,12 @@ func (t *chatTransport) Deliver(ctx context.Context, to []e2e.Address, payload [
 	tr, _ := ctx.Value(trackKey{}).(*track)
 	var errs []error
 	for _, a := range to {
-		// ch.mu is held across Put so that the outcome finds the message
-		// tracked.
+		// Every e2e payload (application message, commit, Welcome) must
+		// arrive: Reliable (chat has no typing or presence messages; such
+		// would go queue.Fast). ch.mu is held across Put so that the
+		// outcome finds the message tracked.
 		ch.mu.Lock()
-		id, err := ch.mq.Put(ctx, sphinx.NodeID(a.Node), mailbox.ID(a.Mailbox), payload)
+		id, err := ch.mq.PutClass(ctx, sphinx.NodeID(a.Node), mailbox.ID(a.Mailbox), payload, queue.Reliable)
 		if err != nil {
 			if tr != nil {
 				tr.failed = true

@@ -156,7 +156,15 @@ func (mq *MailQueue) Queue() *queue.Queue { return mq.q }
 // Put queues msg (Reliable) for the mailbox box at node. It returns once
 // the message is on disk.
 func (mq *MailQueue) Put(ctx context.Context, node sphinx.NodeID, box mailbox.ID, msg []byte) (queue.MsgID, error) {
-	id, err := mq.q.Put(ctx, MailRecipient(node, box), msg, queue.Reliable)
+	return mq.PutClass(ctx, node, box, msg, queue.Reliable)
+}
+
+// PutClass queues msg in class c for the mailbox box at node: Reliable for
+// what must arrive (resent until acked), Fast for what is worthless once
+// late (one round, no SURB, no ack, no resend; its outcome is "sent"). It
+// returns once the message is on disk.
+func (mq *MailQueue) PutClass(ctx context.Context, node sphinx.NodeID, box mailbox.ID, msg []byte, c queue.Class) (queue.MsgID, error) {
+	id, err := mq.q.Put(ctx, MailRecipient(node, box), msg, c)
 	if err != nil {
 		return id, fmt.Errorf("node: mail queue: %w", err)
 	}
@@ -235,6 +243,9 @@ func (mq *MailQueue) HandleReply(payload []byte) {
 
 // HandleStored takes a message the own mailbox delivered: queue chunks
 // (and SURBs) for the queue, which returns the messages they completed.
+// Every stored item reaches the queue with from "mailbox": the queue's
+// receiver limits are per stream id, the only thing that tells senders
+// apart until items are sealed (docs/queue.md, "Receiver limits").
 // A stored message that is not a queue payload (a whole message Put
 // directly) is returned as is. Every restockEvery calls the owner is
 // restocked.

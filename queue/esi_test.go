@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // esiConfig is the sender's configuration of the ESI tests: a real bbolt
@@ -256,4 +258,54 @@ func TestKillNineDoesNotReuseESIs(t *testing.T) {
 		t.Fatalf("%d messages decoded", len(got))
 	}
 	t.Logf("10 kills: %d symbols sent, none twice", len(esis))
+}
+
+// TestVersion1RecordResumesPastItsWindow: a message stored by the earlier
+// format (record version 1, restarts counted, no esi entry) resumes at
+// (restarts+1)·2^16, above every ESI its writer could have sent, and is
+// sent from there.
+func TestVersion1RecordResumesPastItsWindow(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := Open(esiConfig(path, clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("written by an earlier version")
+	id, err := q.Put(context.Background(), "B", body, Reliable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := q.msgs[id]
+	// rewrite it as version 1 with 3 restarts counted
+	v1 := []byte{1, byte(Reliable), 0, 0, 0, 3}
+	v1 = append(v1, encodeRecord(m)[2:]...)
+	if err := q.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMsgs).Put(id[:], v1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = Open(esiConfig(path, clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	m = q.msgs[id]
+	if m == nil || m.nextESI != 4<<16 || !bytes.Equal(m.body, body) || m.rq.to != "B" || m.class != Reliable {
+		t.Fatalf("version 1 record loaded as %+v", m)
+	}
+	q.step(context.Background())
+	for {
+		p, ok := q.Next(clk.Now())
+		if !ok {
+			break
+		}
+		for _, e := range chunkESIs(t, p.Payload) {
+			_, s, _ := strings.Cut(e, "/")
+			if esi, _ := strconv.Atoi(s); esi < 4<<16 {
+				t.Fatalf("ESI %d sent, below the version 1 window", esi)
+			}
+		}
+	}
 }
