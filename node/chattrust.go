@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 )
@@ -31,6 +32,9 @@ type ReportedRoot struct {
 // report different blocks at the same height.
 var ErrRootsDisagree = errors.New("node: the endpoints report different blocks at the same height")
 
+// reportTimeout bounds each endpoint's answers to ReportedTrustRoot.
+const reportTimeout = 10 * time.Second
+
 // ReportedTrustRoot asks the first endpoint that answers for its latest
 // block and every other endpoint for the block at that height. It is what
 // `strata client init` shows (and trusts only with --trust-first-use): an
@@ -40,6 +44,10 @@ func ReportedTrustRoot(ctx context.Context, endpoints []string) (ReportedRoot, e
 	r := ReportedRoot{Unasked: map[string]error{}}
 	var want []byte
 	for _, ep := range endpoints {
+		// A black-holed endpoint costs at most reportTimeout, not the
+		// caller's whole deadline.
+		ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+		defer cancel()
 		c, err := rpchttp.New(ep)
 		if err != nil {
 			r.Unasked[ep] = err

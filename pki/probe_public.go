@@ -48,6 +48,12 @@ func publicDialAddrs(ctx context.Context, m ma.Multiaddr) ([]ma.Multiaddr, error
 	if len(ips) == 0 {
 		return nil, fmt.Errorf("%s resolves to nothing", first.Value())
 	}
+	// One registered name must not make every validator connect to a
+	// crowd of third parties: at most as many addresses as an intention
+	// may name.
+	if len(ips) > maxAddrs {
+		ips = ips[:maxAddrs]
+	}
 	var out []ma.Multiaddr
 	for _, ip := range ips {
 		ip = ip.Unmap().WithZone("")
