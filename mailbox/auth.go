@@ -22,18 +22,23 @@ type Authenticator interface {
 	// Enroll checks the credential a create request carries and returns
 	// what the node stores for the mailbox.
 	Enroll(credential []byte) (stored []byte, err error)
-	// SignatureSize is the size of the authorization a request carries.
-	SignatureSize() int
-	// Verify checks that sig authorizes msg for a mailbox enrolled with
-	// stored.
-	Verify(stored, msg, sig []byte) error
+	// Verify checks that auth (a request's Auth, of any length up to
+	// MaxAuth: the codec does not know the plug-in's sizes) authorizes
+	// msg for a mailbox enrolled with stored.
+	Verify(stored, msg, auth []byte) error
 }
 
 // ErrAuth means a request's authorization did not verify.
 var ErrAuth = errors.New("mailbox: not authorized")
 
-// Ed25519Auth is the default auth plug-in (id 1): a per-mailbox Ed25519 key.
+// Ed25519Auth is the default auth plug-in (id 1): a per-mailbox Ed25519 key;
+// a request's Auth is a 64-byte Ed25519 signature of its SignedBytes.
 type Ed25519Auth struct{}
+
+// Ed25519Signer returns the sign function of EncodeRequest for key.
+func Ed25519Signer(key ed25519.PrivateKey) func([]byte) ([]byte, error) {
+	return func(msg []byte) ([]byte, error) { return ed25519.Sign(key, msg), nil }
+}
 
 // ID returns 1.
 func (Ed25519Auth) ID() byte { return 1 }
@@ -45,9 +50,6 @@ func (Ed25519Auth) Enroll(cred []byte) ([]byte, error) {
 	}
 	return append([]byte(nil), cred...), nil
 }
-
-// SignatureSize returns 64.
-func (Ed25519Auth) SignatureSize() int { return ed25519.SignatureSize }
 
 // Verify checks an Ed25519 signature by the enrolled key.
 func (Ed25519Auth) Verify(stored, msg, sig []byte) error {

@@ -113,8 +113,7 @@ func TestNodeLoopCoverThroughRelays(t *testing.T) {
 	// link, one size (the transport carries only whole packets).
 	reg, stop = startCover(t, tb, rate)
 	owner := tb.newUser()
-	var box ID
-	rand.Read(box[:])
+	box := owner.box(0)
 	tb.send(owner, &Request{Op: OpCreate, Mailbox: box, Plugin: Ed25519Auth{}.ID(),
 		Credential: owner.key.Public().(ed25519.PublicKey), SURBs: tb.surbs(owner, 5)})
 	expectOK(t, tb.next(owner), OpCreate)
@@ -170,8 +169,7 @@ func TestNodeRefusesSURBsOutsideTheFirstStratum(t *testing.T) {
 	_, victimHop.Key, _ = sphinx.GenerateKey(rand.Reader)
 
 	owner, sender := tb.newUser(), tb.newUser()
-	var box ID
-	rand.Read(box[:])
+	box := owner.box(0)
 	tb.send(owner, &Request{Op: OpCreate, Mailbox: box, Plugin: Ed25519Auth{}.ID(),
 		Credential: owner.key.Public().(ed25519.PublicKey), SURBs: tb.surbs(owner, 5)})
 	expectOK(t, tb.next(owner), OpCreate)

@@ -1,9 +1,11 @@
 package mailbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,8 +30,10 @@ const (
 	ClockSkew = 10 * time.Minute
 	// DefaultWorkers is how many requests a node executes at once.
 	DefaultWorkers = 64
-	// inbox is how many requests wait for each worker.
+	// inbox is how many requests wait for each worker (workers.go).
 	inbox = 128
+	// pushScan is how many undelivered messages one push reads.
+	pushScan = 1000
 )
 
 // NodeConfig configures a mailbox Node.
@@ -49,8 +53,11 @@ type NodeConfig struct {
 	// nothing is sent, so a user's SURB cannot make the node dial an
 	// arbitrary node. Required.
 	FirstHop func(id sphinx.NodeID) bool
-	// Epoch returns the current key epoch: SURBs stocked in an earlier
-	// epoch are dropped, since the keys they were made under are gone.
+	// Epoch returns the current key epoch. A stocked SURB is labelled
+	// with the epoch its request names (the epoch its keys are for) and
+	// kept while that epoch is the current or the previous one, the
+	// epochs whose keys relays and clients keep; a request naming an
+	// epoch outside [current−1, current+1] stocks nothing.
 	Epoch func() uint64
 	// Auth are the auth plug-ins by wire id; default Ed25519Auth.
 	Auth []Authenticator
@@ -61,18 +68,13 @@ type NodeConfig struct {
 	// every SweepEvery; default 1 minute.
 	SweepEvery time.Duration
 	// Workers is how many requests run at once (DefaultWorkers); requests
-	// for one mailbox always run on the same worker, in arrival order,
-	// and concurrent stores share fsyncs.
+	// for one mailbox always run on the same worker (a keyed hash of the
+	// id), in arrival order, and concurrent stores share fsyncs.
 	Workers    int
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-}
-
-type stockedSURB struct {
-	surb  []byte
-	epoch uint64
 }
 
 // Node is a mailbox node's service: it executes the requests that arrive
@@ -84,21 +86,25 @@ type Node struct {
 	codec Codec
 	auth  map[byte]Authenticator
 	log   *slog.Logger
-	in    []chan []byte
+	in    []*workQueue
+	seed  maphash.Seed // picks workers (workers.go)
 	m     nodeMetrics
 	// noWait is always done: the node's sends never wait (send.go).
 	noWait context.Context
 
 	mu    sync.Mutex
-	stock map[ID][]stockedSURB
+	stock map[ID][]StockedSURB
 	total int         // SURBs in stock, all mailboxes
 	asked map[ID]bool // a NeedSURBs went out since the last stock
 
 	// marks are messages pushed but not yet marked delivered on disk:
 	// a flusher writes them in the background so that a push does not
-	// wait for a second fsync; pushes skip them meanwhile.
+	// wait for a second fsync; pushes skip them meanwhile. spent are the
+	// store keys of SURBs spent or expired, removed from the file by the
+	// same flush.
 	markMu sync.Mutex
 	marks  map[ID]map[uint64]bool
+	spent  [][]byte
 	kick   chan struct{}
 	// gate orders a push's read of the store and of marks against the
 	// flusher dropping marks it wrote: a push holds it shared across both,
@@ -145,16 +151,23 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	g := cfg.Format.Geometry()
 	n := &Node{
-		cfg: cfg, log: log, in: make([]chan []byte, cfg.Workers),
-		codec: Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2, SignatureSize: cfg.Auth[0].SignatureSize()},
-		auth:  map[byte]Authenticator{}, stock: map[ID][]stockedSURB{}, asked: map[ID]bool{},
+		cfg: cfg, log: log, in: make([]*workQueue, cfg.Workers), seed: maphash.MakeSeed(),
+		codec: Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2},
+		auth:  map[byte]Authenticator{}, stock: map[ID][]StockedSURB{}, asked: map[ID]bool{},
 		marks: map[ID]map[uint64]bool{}, kick: make(chan struct{}, 1),
+	}
+	stock, err := cfg.Store.SURBs()
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: load the SURB stock: %w", err)
+	}
+	for id, s := range stock {
+		n.set(id, s)
 	}
 	noWait, stop := context.WithCancel(context.Background())
 	stop()
 	n.noWait = noWait
 	for i := range n.in {
-		n.in[i] = make(chan []byte, inbox)
+		n.in[i] = newWorkQueue(inbox)
 	}
 	for _, a := range cfg.Auth {
 		n.auth[a.ID()] = a
@@ -164,33 +177,42 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		stored:   prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_mailbox_stored_total", Help: "Messages stored (fsynced)."}),
 		pushed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_mailbox_pushed_total", Help: "Messages pushed to owners through SURBs."}),
 		replies:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_mailbox_replies_total", Help: "Replies sent through SURBs, by op."}, []string{"op"}),
-		dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_mailbox_dropped_total", Help: "Requests dropped or refused, by reason."}, []string{"reason"}),
+		dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_mailbox_dropped_total", Help: "Requests (or SURBs) dropped or refused, by reason."}, []string{"reason"}),
 		surbs:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "strata_mailbox_surbs", Help: "SURBs in stock, all mailboxes."}),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(n.m.requests, n.m.stored, n.m.pushed, n.m.replies, n.m.dropped, n.m.surbs)
 	}
+	n.m.surbs.Set(float64(n.total))
 	return n, nil
 }
 
 // Handle takes the message of a DeliverMailbox packet (relay.Local.Mailbox).
 // It copies it and queues it for the worker of its mailbox without
-// blocking; when that queue is full the request is dropped and counted, as
-// a congested link would lose it.
+// blocking; when that queue is full the newest request of the mailbox
+// holding the most of it is dropped and counted (workers.go), as a
+// congested link would lose it.
 func (n *Node) Handle(payload []byte) {
 	b := make([]byte, len(payload))
 	copy(b, payload)
-	// The mailbox id follows the length prefix (2), version and op.
-	w := 0
-	if len(b) > 4 {
-		w = int(b[4]) % len(n.in)
-	}
-	select {
-	case n.in[w] <- b:
-	default:
+	id := requestMailbox(b)
+	if n.in[pick(n.seed, id, len(n.in))].add(id, b) {
 		n.m.dropped.WithLabelValues("busy").Inc()
 	}
 }
+
+// requestMailbox is the mailbox id of a padded request, which follows the
+// length prefix (2), version and op; the zero id if it is too short.
+func requestMailbox(b []byte) ID {
+	var id ID
+	if len(b) >= 4+IDSize {
+		copy(id[:], b[4:])
+	}
+	return id
+}
+
+// queued is how many requests wait for the worker of mailbox id.
+func (n *Node) queued(id ID) int { return n.in[pick(n.seed, id, len(n.in))].len() }
 
 // Run handles requests and sweeps expired messages and SURBs until ctx
 // ends.
@@ -214,7 +236,13 @@ func (n *Node) Run(ctx context.Context) error {
 				select {
 				case <-ctx.Done():
 					return
-				case b := <-in:
+				case <-in.ready:
+				}
+				for ctx.Err() == nil {
+					b, ok := in.next()
+					if !ok {
+						break
+					}
 					n.handle(b)
 				}
 			}
@@ -246,6 +274,7 @@ func (n *Node) sweep() {
 	}
 	n.m.surbs.Set(float64(n.total))
 	n.mu.Unlock()
+	n.kickFlush()
 }
 
 // handle executes one request.
@@ -263,7 +292,7 @@ func (n *Node) handle(msg []byte) {
 	}
 	n.m.requests.WithLabelValues(opName(req.Op)).Inc()
 	// A request's SURBs are for this request's answer first; the rest
-	// join the stock (Stock and Fetch) or are dropped.
+	// join the stock (Create, Stock and Fetch) or are dropped.
 	answer := func(r *Response) {
 		if len(req.SURBs) == 0 {
 			return
@@ -284,38 +313,28 @@ func (n *Node) handle(msg []byte) {
 	}
 	switch req.Op {
 	case OpCreate:
-		a, ok := n.auth[req.Plugin]
-		if !ok {
-			refuse(CodeRefused, "unknown auth plug-in")
-			return
-		}
-		stored, err := a.Enroll(req.Credential)
-		if err != nil {
-			refuse(CodeRefused, "bad credential")
-			return
-		}
-		enrol := append([]byte{req.Plugin}, stored...)
-		switch err := n.cfg.Store.Create(req.Mailbox, req.Type, enrol); {
-		case errors.Is(err, ErrExists):
-			refuse(CodeExists, "mailbox exists")
-			return
-		case err != nil:
-			n.log.Warn("mailbox create", "err", err)
-			refuse(CodeInternal, "storage failure")
-			return
-		}
-		answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpCreate})
-		n.addStock(req.Mailbox, req.SURBs)
+		n.create(req, answer, refuse)
 	case OpPut:
 		if len(req.Message) > n.codec.MaxSize-DeliverOverhead {
 			// It could never be delivered.
 			refuse(CodeMalformed, "message too large")
 			return
 		}
-		id, err := n.cfg.Store.Put(req.Mailbox, req.Message, n.cfg.Now())
+		if req.Scheme != 0 {
+			// No put plug-in is enabled: an authorization cannot be
+			// checked, whether or not the mailbox exists.
+			refuse(CodeRefused, "refused")
+			return
+		}
+		id, err := n.cfg.Store.PutChecked(req.Mailbox, req.Type, req.Message, n.cfg.Now())
 		switch {
 		case errors.Is(err, ErrNoMailbox):
-			refuse(CodeRefused, "refused")
+			// Answered as a stored message (its id is SHA-256 of the
+			// message, which the sender knows), after the same batched
+			// commit a stored one waits for: a put does not tell
+			// whether the mailbox exists (docs/mailbox.md).
+			n.m.dropped.WithLabelValues("no_mailbox").Inc()
+			answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpPut, Detail: id[:]})
 			return
 		case errors.Is(err, ErrQuota):
 			refuse(CodeQuota, "mailbox full")
@@ -330,10 +349,10 @@ func (n *Node) handle(msg []byte) {
 		answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpPut, Detail: id[:]})
 		n.push(req.Mailbox, 0, false)
 	case OpStock:
-		n.addStock(req.Mailbox, req.SURBs)
+		n.addStock(req.Mailbox, req.Epoch, req.SURBs)
 		n.push(req.Mailbox, 0, false)
 	case OpFetch:
-		n.addStock(req.Mailbox, req.SURBs)
+		n.addStock(req.Mailbox, req.Epoch, req.SURBs)
 		n.push(req.Mailbox, req.After, true)
 	case OpDelete:
 		f := new(DeletionFilter)
@@ -351,91 +370,74 @@ func (n *Node) handle(msg []byte) {
 	n.mu.Unlock()
 }
 
-// authorize checks a signed request: a known mailbox, a valid signature by
-// its enrolled key and a fresh time. Unknown mailboxes and bad signatures
-// get the same answer, so nobody learns whether a mailbox exists.
+// create executes a create request. The mailbox id must be the one its
+// type, plug-in, credential and salt derive to (DeriveID): anyone else's
+// create is refused before the store is read, so it tells nothing about
+// whether the id exists. A create of an existing mailbox with the same
+// enrolment (the owner asking again after a lost answer) is answered OK.
+func (n *Node) create(req *Request, answer func(*Response), refuse func(ErrorCode, string)) {
+	if DeriveID(req.Type, req.Plugin, req.Credential, req.Salt) != req.Mailbox {
+		refuse(CodeRefused, "refused")
+		return
+	}
+	a, ok := n.auth[req.Plugin]
+	if !ok {
+		refuse(CodeRefused, "refused")
+		return
+	}
+	stored, err := a.Enroll(req.Credential)
+	if err != nil {
+		refuse(CodeRefused, "refused")
+		return
+	}
+	enrol := append([]byte{req.Plugin}, stored...)
+	switch err := n.cfg.Store.Create(req.Mailbox, req.Type, enrol); {
+	case errors.Is(err, ErrExists):
+		typ, have, err := n.cfg.Store.Auth(req.Mailbox)
+		if err != nil || typ != req.Type || !bytes.Equal(have, enrol) {
+			refuse(CodeRefused, "refused")
+			return
+		}
+	case err != nil:
+		n.log.Warn("mailbox create", "err", err)
+		refuse(CodeInternal, "storage failure")
+		return
+	}
+	// The stock is on disk before the answer leaves.
+	s := req.SURBs
+	if len(s) > 0 {
+		req.SURBs = s[:1]
+		n.addStock(req.Mailbox, req.Epoch, s[1:])
+	}
+	answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpCreate})
+}
+
+// dummyKey is what a signed request for an unknown mailbox is verified
+// against, so that it costs the node the same verification as one for a
+// mailbox that exists.
+var dummyKey = make([]byte, 32)
+
+// authorize checks a signed request: a fresh time, a known mailbox of the
+// request's type, the mailbox's scheme and a valid authorization by its
+// enrolled credential. Unknown mailboxes, another type and bad signatures
+// get the same answer after the same work (a signature verification), so
+// nobody learns whether a mailbox exists.
 func (n *Node) authorize(req *Request, signed []byte) (ErrorCode, string) {
 	now := n.cfg.Now()
 	t := time.Unix(int64(req.Time), 0)
 	if t.Before(now.Add(-ClockSkew)) || t.After(now.Add(ClockSkew)) {
 		return CodeStale, "request time too far from the node's clock"
 	}
-	_, enrol, err := n.cfg.Store.Auth(req.Mailbox)
-	if err != nil || len(enrol) == 0 {
+	typ, enrol, err := n.cfg.Store.Auth(req.Mailbox)
+	if err != nil || len(enrol) == 0 || typ != req.Type || enrol[0] != req.Scheme {
+		_ = Ed25519Auth{}.Verify(dummyKey, signed, req.Auth)
 		return CodeRefused, "refused"
 	}
 	a, ok := n.auth[enrol[0]]
-	if !ok || a.Verify(enrol[1:], signed, req.Signature) != nil {
+	if !ok || a.Verify(enrol[1:], signed, req.Auth) != nil {
 		return CodeRefused, "refused"
 	}
 	return 0, ""
-}
-
-// addStock adds SURBs to a mailbox's stock (existing mailboxes only).
-func (n *Node) addStock(id ID, surbs [][]byte) {
-	if len(surbs) == 0 {
-		return
-	}
-	if _, _, err := n.cfg.Store.Auth(id); err != nil {
-		return
-	}
-	e := n.cfg.Epoch()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.fresh(id, e)
-	k := min(len(surbs), MaxStock-len(s))
-	for _, b := range surbs[:max(k, 0)] {
-		s = append(s, stockedSURB{surb: b, epoch: e})
-	}
-	n.set(id, s)
-	delete(n.asked, id)
-}
-
-// fresh drops id's SURBs of past epochs and returns what is left. Locked.
-func (n *Node) fresh(id ID, epoch uint64) []stockedSURB {
-	s := n.stock[id]
-	k := 0
-	for _, x := range s {
-		if x.epoch >= epoch {
-			s[k] = x
-			k++
-		}
-	}
-	clear(s[k:])
-	n.set(id, s[:k])
-	return s[:k]
-}
-
-// set replaces id's stock, keeping the total. Locked.
-func (n *Node) set(id ID, s []stockedSURB) {
-	n.total += len(s) - len(n.stock[id])
-	if len(s) == 0 {
-		delete(n.stock, id)
-		return
-	}
-	n.stock[id] = s
-}
-
-// take removes a SURB from id's stock unless no more than reserve are
-// left; ok false when none may be used.
-func (n *Node) take(id ID, reserve int) (surb []byte, left int, ok bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.fresh(id, n.cfg.Epoch())
-	if len(s) <= reserve {
-		return nil, len(s), false
-	}
-	surb = s[len(s)-1].surb
-	s[len(s)-1] = stockedSURB{}
-	n.set(id, s[:len(s)-1])
-	return surb, len(s) - 1, true
-}
-
-// Stock returns how many SURBs mailbox id has in stock.
-func (n *Node) Stock(id ID) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.fresh(id, n.cfg.Epoch()))
 }
 
 // push sends id's messages through its stock: those not yet delivered, or
@@ -445,7 +447,13 @@ func (n *Node) Stock(id ID) int {
 // NeedSURBs (once per stocking).
 func (n *Node) push(id ID, after uint64, all bool) {
 	n.gate.RLock()
-	msgs, err := n.cfg.Store.Fetch(id, after, 1000)
+	var msgs []Message
+	var err error
+	if all {
+		msgs, err = n.cfg.Store.Fetch(id, after, pushScan)
+	} else {
+		msgs, err = n.cfg.Store.Undelivered(id, pushScan)
+	}
 	if err != nil {
 		n.gate.RUnlock()
 		if !errors.Is(err, ErrNoMailbox) {
@@ -456,7 +464,7 @@ func (n *Node) push(id ID, after uint64, all bool) {
 	if !all {
 		k := 0
 		for _, m := range msgs {
-			if !m.Delivered && !n.marked(id, m.Seq) {
+			if !n.marked(id, m.Seq) {
 				msgs[k] = m
 				k++
 			}
@@ -506,6 +514,11 @@ func (n *Node) mark(id ID, batch []Message) {
 		m[msg.Seq] = true
 	}
 	n.markMu.Unlock()
+	n.kickFlush()
+}
+
+// kickFlush wakes the flusher.
+func (n *Node) kickFlush() {
 	select {
 	case n.kick <- struct{}{}:
 	default:
@@ -520,12 +533,15 @@ func (n *Node) marked(id ID, seq uint64) bool {
 	return n.marks[id][seq]
 }
 
-// flushMarks writes the pending delivered marks in one transaction. A mark
-// lost to a crash costs nothing but a message that stays until the next
-// fetch delivers (and marks) it again.
+// flushMarks writes the pending delivered marks and removes the spent and
+// expired SURBs from the store in one transaction. A mark lost to a crash
+// costs nothing but a message that stays until the next fetch delivers
+// (and marks) it again; a removal lost to a crash puts a spent SURB back in
+// the stock after the restart, whose reply the first relay's replay check
+// drops (the message it carried is fetched again).
 func (n *Node) flushMarks() {
 	n.markMu.Lock()
-	if len(n.marks) == 0 {
+	if len(n.marks) == 0 && len(n.spent) == 0 {
 		n.markMu.Unlock()
 		return
 	}
@@ -535,9 +551,14 @@ func (n *Node) flushMarks() {
 			todo[id] = append(todo[id], seq)
 		}
 	}
+	spent := n.spent
+	n.spent = nil
 	n.markMu.Unlock()
-	if err := n.cfg.Store.MarkDeliveredMany(todo); err != nil {
+	if err := n.cfg.Store.Flush(todo, spent); err != nil {
 		n.log.Warn("mailbox mark delivered", "err", err)
+		n.markMu.Lock()
+		n.spent = append(n.spent, spent...)
+		n.markMu.Unlock()
 		return
 	}
 	n.gate.Lock()
@@ -641,6 +662,8 @@ func codeName(c ErrorCode) string {
 		return "exists"
 	case CodeStale:
 		return "stale"
+	case CodeInternal:
+		return "internal"
 	}
-	return "internal"
+	return fmt.Sprintf("code%d", c)
 }

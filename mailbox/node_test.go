@@ -140,6 +140,7 @@ type testbed struct {
 	mu    sync.Mutex
 	keys  map[sphinx.SURBID]*sphinx.ReplyKeys
 	users map[sphinx.DeliveryToken]*user
+	types map[ID]Type  // of the mailboxes created through send
 	bad   atomic.Int64 // deliveries that did not open or decode
 }
 
@@ -156,7 +157,7 @@ func newTestbedQueue(t *testing.T, storeCfg Config, queue int) *testbed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := &testbed{t: t, f: f, codec: CodecFor(f.Geometry()), keys: map[sphinx.SURBID]*sphinx.ReplyKeys{}, users: map[sphinx.DeliveryToken]*user{}}
+	tb := &testbed{t: t, f: f, codec: CodecFor(f.Geometry()), keys: map[sphinx.SURBID]*sphinx.ReplyKeys{}, users: map[sphinx.DeliveryToken]*user{}, types: map[ID]Type{}}
 	tb.epoch.Store(1)
 	for i := range tb.mix {
 		tb.mix[i] = newMixNode(t, f, relay.Local{}, false, hostSend)
@@ -286,13 +287,32 @@ func (tb *testbed) surbs(u *user, n int) [][]byte {
 	return out
 }
 
+// box is the id of u's mailbox of type typ: the one its key derives to.
+func (u *user) box(typ Type) ID { return Ed25519ID(typ, u.key.Public().(ed25519.PublicKey)) }
+
 // send sends r (signed with u's key for signed ops) to the mailbox node
-// through L1, L2, L3 in a forward packet ending in DeliverMailbox.
+// through L1, L2, L3 in a forward packet ending in DeliverMailbox. Left
+// zero, a signed op's time and scheme are filled in (now, Ed25519), the
+// epoch of stocked SURBs is the testbed's, and the type of a request for a
+// mailbox created through send is the mailbox's.
 func (tb *testbed) send(u *user, r *Request) {
 	tb.t.Helper()
 	if r.Op.signed() {
 		r.Time = uint64(time.Now().Unix())
+		if r.Scheme == 0 {
+			r.Scheme = Ed25519Auth{}.ID()
+		}
 	}
+	if r.Epoch == 0 && (r.Op == OpCreate || r.Op == OpStock || r.Op == OpFetch) {
+		r.Epoch = tb.epoch.Load()
+	}
+	tb.mu.Lock()
+	if r.Op == OpCreate {
+		tb.types[r.Mailbox] = r.Type
+	} else if typ, ok := tb.types[r.Mailbox]; ok && r.Type == 0 {
+		r.Type = typ
+	}
+	tb.mu.Unlock()
 	b, err := tb.codec.EncodeRequest(r, func(msg []byte) ([]byte, error) { return ed25519.Sign(u.key, msg), nil })
 	if err != nil {
 		tb.t.Fatal(err)
@@ -348,7 +368,7 @@ func (tb *testbed) nextOp(u *user, op Op) *Response {
 
 func (tb *testbed) dropped() map[string]float64 {
 	out := map[string]float64{}
-	for _, reason := range []string{"malformed", "refused", "quota", "exists", "stale", "internal", "busy", "bad_surb", "send", "first_hop"} {
+	for _, reason := range []string{"malformed", "refused", "quota", "exists", "stale", "internal", "busy", "bad_surb", "send", "first_hop", "no_mailbox", "surb_epoch"} {
 		if v := testutil.ToFloat64(tb.node.m.dropped.WithLabelValues(reason)); v > 0 {
 			out[reason] = v
 		}
@@ -396,8 +416,7 @@ func messagesOf(rs ...*Response) [][]byte {
 func TestNodeOverMixnet(t *testing.T) {
 	tb := newTestbed(t, Config{MaxMessages: 8})
 	owner, sender := tb.newUser(), tb.newUser()
-	var box ID
-	rand.Read(box[:])
+	box := owner.box(7)
 	msg := func(i int) []byte { return []byte("message " + string(rune('a'+i)) + " for the owner") }
 
 	t.Run("create is acknowledged and stocks the SURBs", func(t *testing.T) {
@@ -523,7 +542,7 @@ func TestNodeOverMixnet(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		tb.send(sender, &Request{Op: OpPut, Mailbox: full, SURBs: tb.surbs(sender, 1), Message: []byte("one too many")})
+		tb.send(sender, &Request{Op: OpPut, Mailbox: full, Type: 1, SURBs: tb.surbs(sender, 1), Message: []byte("one too many")})
 		r := tb.next(sender)
 		if r.Op != OpError || r.Code != CodeQuota || r.For != OpPut || r.Mailbox != full {
 			t.Fatalf("got %s code %d for %s, want a quota error", opName(r.Op), r.Code, opName(r.For))
@@ -545,9 +564,15 @@ func TestNodeOverMixnet(t *testing.T) {
 		if tb.node.Stock(box) == 0 {
 			t.Fatal("no stock to expire")
 		}
+		// The SURBs are of epoch 1: usable in epoch 2 (relays keep the
+		// previous epoch's keys), dropped in epoch 3.
+		tb.epoch.Add(1)
+		if s := tb.node.Stock(box); s == 0 {
+			t.Fatal("SURBs of the previous epoch were dropped")
+		}
 		tb.epoch.Add(1)
 		if s := tb.node.Stock(box); s != 0 {
-			t.Fatalf("stock %d after the epoch changed, want 0", s)
+			t.Fatalf("stock %d two epochs later, want 0", s)
 		}
 		tb.send(sender, &Request{Op: OpPut, Mailbox: box, SURBs: tb.surbs(sender, 1), Message: msg(9)})
 		expectOK(t, tb.next(sender), OpPut)
@@ -568,8 +593,7 @@ func TestNodeOverMixnet(t *testing.T) {
 func TestNodeAcksOnlyWhatIsOnDisk(t *testing.T) {
 	tb := newTestbed(t, Config{})
 	owner, sender := tb.newUser(), tb.newUser()
-	var box ID
-	rand.Read(box[:])
+	box := owner.box(0)
 	// No stock: the only reply to the put is its acknowledgement.
 	tb.send(owner, &Request{Op: OpCreate, Mailbox: box, Plugin: 1, Credential: owner.key.Public().(ed25519.PublicKey), SURBs: tb.surbs(owner, 1)})
 	expectOK(t, tb.next(owner), OpCreate)

@@ -23,9 +23,9 @@ type Mixnet interface {
 }
 
 // CodecFor returns the codec of requests and responses carried by packets
-// of geometry g, with the default auth plug-in's signatures.
+// of geometry g.
 func CodecFor(g sphinx.Geometry) Codec {
-	return Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2, SignatureSize: ed25519.SignatureSize}
+	return Codec{SURBSize: g.SURBSize(), MaxSize: g.PayloadCapacity() - 2}
 }
 
 // Put sends message to mailbox id at mailbox node node, with one SURB for
@@ -49,8 +49,9 @@ func Put(ctx context.Context, mix Mixnet, codec Codec, node sphinx.NodeID, id ID
 
 // MaxPut returns the largest message Put can carry.
 func MaxPut(codec Codec) int {
-	// version, op, mailbox, type, SURB count and one SURB, message length.
-	return codec.MaxSize - (1 + 1 + IDSize + 2 + 1 + codec.SURBSize + 2)
+	// version, op, mailbox, type, SURB count and one SURB, message
+	// length; the auth trailer of scheme 0.
+	return codec.MaxSize - (1 + 1 + IDSize + 2 + 1 + codec.SURBSize + 2 + authOverhead)
 }
 
 // OwnerConfig configures the owner's side of one mailbox.
@@ -59,18 +60,27 @@ type OwnerConfig struct {
 	Codec Codec
 	// Node is the mailbox node; ID the mailbox; Key its auth key (the
 	// node knows the public half, not who holds it).
+	// ID may be left zero: it is then the id the enrolment derives to
+	// (DeriveID), the only id the node creates for it; Salt is the salt
+	// of that derivation (zero by default).
 	Node sphinx.NodeID
 	ID   ID
 	Type Type
+	Salt Salt
 	Key  ed25519.PrivateKey
+	// Auth, if set, authorizes the owner's requests instead of Key (any
+	// auth plug-in's owner side); default Ed25519Owner(Key).
+	Auth OwnerAuth
 	// Stock is how many SURBs the owner keeps at the node; default 8.
 	Stock int
-	// FetchEvery is how often the owner fetches what it may have missed
-	// (pushes lost, node restarted); default 30s.
+	// FetchEvery is the mean time between the owner's fetches of what it
+	// may have missed (pushes lost, node restarted); default 30s. Each
+	// wait is drawn afresh (jitter.go), so the node sees no fixed period.
 	FetchEvery time.Duration
-	// DeleteEvery, if positive, is how often Run asks the node to delete
-	// the messages handed out on Messages (Delete); otherwise the caller
-	// calls Delete when its application has kept what it received.
+	// DeleteEvery, if positive, is the mean time between Run's requests
+	// that the node delete the messages handed out on Messages (Delete),
+	// drawn as FetchEvery's; otherwise the caller calls Delete when its
+	// application has kept what it received.
 	DeleteEvery time.Duration
 	// Epoch returns the current key epoch: the owner re-stocks when it
 	// changes, since SURBs die with their epoch.
@@ -131,6 +141,32 @@ func (d *Dedup) First(id MessageID) bool {
 	return true
 }
 
+// OwnerAuth is the owner's side of an auth plug-in: what it enrols with
+// and how it authorizes its signed requests.
+type OwnerAuth interface {
+	// Scheme is the plug-in's id (Authenticator.ID).
+	Scheme() byte
+	// Credential is what a create request enrols.
+	Credential() []byte
+	// Size is the size of the authorizations Authorize returns (requests
+	// are sized with it).
+	Size() int
+	// Authorize returns the authorization of msg (SignedBytes).
+	Authorize(msg []byte) ([]byte, error)
+}
+
+// Ed25519Owner is the owner side of Ed25519Auth.
+func Ed25519Owner(key ed25519.PrivateKey) OwnerAuth { return ed25519Owner{key} }
+
+type ed25519Owner struct{ key ed25519.PrivateKey }
+
+func (ed25519Owner) Scheme() byte         { return Ed25519Auth{}.ID() }
+func (o ed25519Owner) Credential() []byte { return o.key.Public().(ed25519.PublicKey) }
+func (ed25519Owner) Size() int            { return ed25519.SignatureSize }
+func (o ed25519Owner) Authorize(msg []byte) ([]byte, error) {
+	return ed25519.Sign(o.key, msg), nil
+}
+
 // Owner keeps a mailbox stocked with SURBs and receives what its node
 // pushes through them.
 type Owner struct {
@@ -168,6 +204,12 @@ func NewOwner(cfg OwnerConfig) *Owner {
 	if cfg.FetchEvery <= 0 {
 		cfg.FetchEvery = 30 * time.Second
 	}
+	if cfg.Auth == nil {
+		cfg.Auth = Ed25519Owner(cfg.Key)
+	}
+	if cfg.ID == (ID{}) {
+		cfg.ID = DeriveID(cfg.Type, cfg.Auth.Scheme(), cfg.Auth.Credential(), cfg.Salt)
+	}
 	if h, ok := cfg.Mix.(interface{ Home() sphinx.NodeID }); ok && cfg.Home == nil {
 		cfg.Home = h.Home
 	}
@@ -176,36 +218,60 @@ func NewOwner(cfg OwnerConfig) *Owner {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Owner{cfg: cfg, log: log, msgs: make(chan Message, 256), got: map[uint64]bool{}, seen: NewDedup(0), del: map[MessageID]int{},
-		perDelete: maxDeleteIDs(cfg.Codec), restock: make(chan struct{}, 1), gap: make(chan struct{}, 1), created: make(chan struct{}, 1)}
+		perDelete: maxDeleteIDs(cfg.Codec, cfg.Auth.Size()), restock: make(chan struct{}, 1), gap: make(chan struct{}, 1), created: make(chan struct{}, 1)}
 }
 
 // Messages returns the messages the node delivers, each once.
 func (o *Owner) Messages() <-chan Message { return o.msgs }
 
-// surbsPerRequest is how many SURBs fit in a signed stock request.
+// ID is the mailbox's id.
+func (o *Owner) ID() ID { return o.cfg.ID }
+
+// surbsPerRequest is how many SURBs fit in a signed fetch request (the
+// largest fixed part of the requests that carry SURBs).
 func (o *Owner) surbsPerRequest() int {
-	room := o.cfg.Codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 8 + 1 + o.cfg.Codec.SignatureSize)
+	room := o.cfg.Codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 8 + 8 + 1 + authOverhead + o.cfg.Auth.Size())
 	return max(1, room/o.cfg.Codec.SURBSize)
 }
 
-func (o *Owner) surbs(ctx context.Context, n int) ([][]byte, error) {
+// surbs makes n SURBs and returns them with the oldest key epoch among
+// them (a request names one epoch; naming the oldest never makes the node
+// keep a SURB past its keys).
+func (o *Owner) surbs(ctx context.Context, n int) ([][]byte, uint64, error) {
 	out := make([][]byte, 0, n)
-	for range n {
+	var epoch uint64
+	for i := range n {
 		s, err := o.cfg.Mix.NewSURB(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		if i == 0 || s.Epoch < epoch {
+			epoch = s.Epoch
 		}
 		out = append(out, s.Bytes)
 	}
-	return out, nil
+	return out, epoch, nil
+}
+
+// TimeGranularity is what owners round their signed requests' times down
+// to, so the times tell the node nothing finer about the owner's clock or
+// the moment a request was made than the node's acceptance window
+// (ClockSkew) already allows: a request is accepted with an owner clock up
+// to ClockSkew − TimeGranularity slow or ClockSkew fast.
+const TimeGranularity = 5 * time.Minute
+
+// coarseTime is t rounded down to TimeGranularity, in unix seconds.
+func coarseTime(t time.Time) uint64 {
+	return uint64(t.Truncate(TimeGranularity).Unix())
 }
 
 func (o *Owner) send(ctx context.Context, r *Request) error {
 	r.Mailbox, r.Type = o.cfg.ID, o.cfg.Type
 	if r.Op.signed() {
-		r.Time = uint64(time.Now().Unix())
+		r.Time = coarseTime(time.Now())
+		r.Scheme = o.cfg.Auth.Scheme()
 	}
-	b, err := o.cfg.Codec.EncodeRequest(r, func(msg []byte) ([]byte, error) { return ed25519.Sign(o.cfg.Key, msg), nil })
+	b, err := o.cfg.Codec.EncodeRequest(r, o.cfg.Auth.Authorize)
 	if err != nil {
 		return err
 	}
@@ -215,8 +281,8 @@ func (o *Owner) send(ctx context.Context, r *Request) error {
 
 // createAttempts bounds how often Create asks before giving up;
 // createCopies is how many requests each attempt sends, so that one lost
-// packet costs no backoff round (the node answers the spare copies with
-// "exists", which also counts as made). The wait between attempts starts
+// packet costs no backoff round (the node answers the spare copies OK:
+// a create of the same enrolment is idempotent). The wait between attempts starts
 // at createWait and doubles up to createMaxWait: a round trip passes seven
 // relays, so at 20 % loss per relay one copy in five comes back, and an
 // uncapped backoff once took over two minutes to create a mailbox (three
@@ -232,18 +298,23 @@ const (
 // Create makes the mailbox at its node, enrolled with the owner's key, and
 // hands the node its first SURBs. It waits for the node's answer (Handle
 // must be receiving the client's replies), asking again with exponential
-// backoff when a request or its answer is lost; a mailbox that exists
-// already counts as made (an earlier attempt's answer was lost).
+// backoff when a request or its answer is lost; the node answers a create
+// of an existing mailbox with the same enrolment OK (an earlier attempt's
+// answer was lost). The owner's ID must be the one its enrolment derives
+// to (DeriveID), or the node refuses.
 func (o *Owner) Create(ctx context.Context) error {
-	pub := o.cfg.Key.Public().(ed25519.PublicKey)
+	a := o.cfg.Auth
+	if id := DeriveID(o.cfg.Type, a.Scheme(), a.Credential(), o.cfg.Salt); id != o.cfg.ID {
+		return fmt.Errorf("mailbox: id %v is not the one the key derives to (%v): the node would refuse it", o.cfg.ID, id)
+	}
 	wait := createWait
 	for range createAttempts {
 		for range createCopies {
-			surbs, err := o.surbs(ctx, o.surbsPerRequest()-1)
+			surbs, epoch, err := o.surbs(ctx, o.surbsPerRequest()-1)
 			if err != nil {
 				return err
 			}
-			if err := o.send(ctx, &Request{Op: OpCreate, Plugin: Ed25519Auth{}.ID(), Credential: pub, SURBs: surbs}); err != nil {
+			if err := o.send(ctx, &Request{Op: OpCreate, Plugin: a.Scheme(), Credential: a.Credential(), Salt: o.cfg.Salt, Epoch: epoch, SURBs: surbs}); err != nil {
 				return err
 			}
 		}
@@ -263,11 +334,11 @@ func (o *Owner) Create(ctx context.Context) error {
 func (o *Owner) Stock(ctx context.Context, n int) error {
 	for n > 0 {
 		k := min(n, o.surbsPerRequest())
-		surbs, err := o.surbs(ctx, k)
+		surbs, epoch, err := o.surbs(ctx, k)
 		if err != nil {
 			return err
 		}
-		if err := o.send(ctx, &Request{Op: OpStock, SURBs: surbs}); err != nil {
+		if err := o.send(ctx, &Request{Op: OpStock, Epoch: epoch, SURBs: surbs}); err != nil {
 			return err
 		}
 		n -= k
@@ -281,11 +352,11 @@ func (o *Owner) Fetch(ctx context.Context) error {
 	o.mu.Lock()
 	after := o.have
 	o.mu.Unlock()
-	surbs, err := o.surbs(ctx, o.surbsPerRequest())
+	surbs, epoch, err := o.surbs(ctx, o.surbsPerRequest())
 	if err != nil {
 		return err
 	}
-	return o.send(ctx, &Request{Op: OpFetch, After: after, SURBs: surbs})
+	return o.send(ctx, &Request{Op: OpFetch, After: after, Epoch: epoch, SURBs: surbs})
 }
 
 // deleteRepeats is how many deletion filters name each received message:
@@ -339,11 +410,12 @@ func (o *Owner) Delete(ctx context.Context) error {
 	return nil
 }
 
-// maxDeleteIDs is how many ids one signed deletion request of codec can
-// carry (0: not even one).
-func maxDeleteIDs(codec Codec) int {
-	// version, op, mailbox, type, time, filter length; then the signature.
-	room := codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 2 + codec.SignatureSize)
+// maxDeleteIDs is how many ids one deletion request of codec, signed with
+// authSize bytes, can carry (0: not even one).
+func maxDeleteIDs(codec Codec, authSize int) int {
+	// version, op, mailbox, type, time, filter length; then the auth
+	// trailer.
+	room := codec.MaxSize - (1 + 1 + IDSize + 2 + 8 + 2 + authOverhead + authSize)
 	fits := func(n int) bool {
 		f, err := NewDeletionFilter(zeroReader{}, n, deleteFP)
 		if err != nil {
@@ -428,6 +500,7 @@ func (o *Owner) Handle(ctx context.Context, payload []byte) bool {
 		}
 	case OpError:
 		if r.For == OpCreate && r.Code == CodeExists {
+			// Version-1 nodes answered a repeated create so.
 			o.signalCreated()
 			break
 		}
@@ -465,7 +538,7 @@ func (o *Owner) changed() bool {
 // changes (old SURBs lead to the old home) and at every fetch, which also
 // collects what pushes may have lost.
 func (o *Owner) Run(ctx context.Context) error {
-	tick := time.NewTicker(o.cfg.FetchEvery)
+	tick := newJitter(o.cfg.FetchEvery)
 	defer tick.Stop()
 	changeTick := time.NewTicker(time.Second)
 	defer changeTick.Stop()
@@ -474,10 +547,11 @@ func (o *Owner) Run(ctx context.Context) error {
 	gapTimer.Stop()
 	gapArmed := false
 	var deleteTick <-chan time.Time
+	var del *jitter
 	if o.cfg.DeleteEvery > 0 {
-		t := time.NewTicker(o.cfg.DeleteEvery)
-		defer t.Stop()
-		deleteTick = t.C
+		del = newJitter(o.cfg.DeleteEvery)
+		defer del.Stop()
+		deleteTick = del.C
 	}
 	for {
 		var err error
@@ -500,8 +574,10 @@ func (o *Owner) Run(ctx context.Context) error {
 		case <-o.restock:
 			err = o.Stock(ctx, o.cfg.Stock)
 		case <-tick.C:
+			tick.Next()
 			err = o.Fetch(ctx)
 		case <-deleteTick:
+			del.Next()
 			err = o.Delete(ctx)
 		case <-changeTick.C:
 			if o.changed() {

@@ -40,7 +40,7 @@ func (m tbMix) NewSURB(context.Context) (client.SURB, error) {
 	m.tb.mu.Lock()
 	m.tb.keys[keys.ID] = keys
 	m.tb.mu.Unlock()
-	return client.SURB{ID: keys.ID, Bytes: b}, nil
+	return client.SURB{ID: keys.ID, Bytes: b, Epoch: m.tb.epoch.Load()}, nil
 }
 
 func (m tbMix) PayloadSize() int { return m.tb.f.Geometry().PayloadCapacity() - 2 }
@@ -49,10 +49,9 @@ func (m tbMix) PayloadSize() int { return m.tb.f.Geometry().PayloadCapacity() - 
 // deliveries go to the owner's Handle.
 func newOwner(t *testing.T, tb *testbed, cfg OwnerConfig) (*Owner, *user) {
 	u := tb.newUser()
-	var id ID
-	rand.Read(id[:])
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	cfg.Mix, cfg.Codec, cfg.ID, cfg.Key, cfg.Type = tbMix{tb, u}, tb.codec, id, key, 7
+	// ID zero: the owner derives it from its key.
+	cfg.Mix, cfg.Codec, cfg.Key, cfg.Type = tbMix{tb, u}, tb.codec, key, 7
 	o := NewOwner(cfg)
 	u.raw = func(body []byte) {
 		if !o.Handle(context.Background(), body) {

@@ -72,8 +72,7 @@ func TestStuckFirstHopDoesNotStallTheNode(t *testing.T) {
 	tb.first.Set(1, []sphinx.NodeID{tb.mix[0].hop.ID, stuckHop.ID})
 
 	owner, sender, attacker := tb.newUser(), tb.newUser(), tb.newUser()
-	var box ID
-	rand.Read(box[:])
+	box := owner.box(0)
 	tb.send(owner, &Request{Op: OpCreate, Mailbox: box, Plugin: Ed25519Auth{}.ID(),
 		Credential: owner.key.Public().(ed25519.PublicKey), SURBs: tb.surbs(owner, 1)})
 	expectOK(t, tb.next(owner), OpCreate)

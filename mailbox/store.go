@@ -89,6 +89,10 @@ var (
 	keyMeta   = []byte("meta")
 	bucketMsg = []byte("msgs") // seq (8, big-endian) → record
 	bucketIDs = []byte("ids")  // message id → seq
+	// bucketUndelivered indexes the messages not yet delivered: seq →
+	// empty. Pushes read it, so delivered messages the owner has not
+	// deleted (any number of them) never hide a new one.
+	bucketUndelivered = []byte("undelivered")
 )
 
 // meta is a mailbox's metadata record: type (2) ‖ messages (8) ‖ bytes (8) ‖
@@ -148,8 +152,12 @@ func OpenStore(path string, cfg Config) (*Store, error) {
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketBoxes)
-		return err
+		for _, name := range [][]byte{bucketBoxes, bucketSURBs} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return indexUndelivered(tx)
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("mailbox: init store %s: %w", path, err)
@@ -172,7 +180,7 @@ func (s *Store) Create(id ID, typ Type, auth []byte) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketMsg, bucketIDs} {
+		for _, name := range [][]byte{bucketMsg, bucketIDs, bucketUndelivered} {
 			if _, err := box.CreateBucket(name); err != nil {
 				return err
 			}
@@ -207,9 +215,30 @@ func openBox(tx *bolt.Tx, id ID) (*bolt.Bucket, *meta, error) {
 // Put stores ciphertext in mailbox id and returns its message id once it is
 // durable. Storing a message already there changes nothing and succeeds.
 func (s *Store) Put(id ID, ciphertext []byte, now time.Time) (MessageID, error) {
+	return s.put(id, nil, ciphertext, now)
+}
+
+// PutChecked is Put into a mailbox of type typ: a mailbox of another type
+// is ErrNoMailbox. A put into no mailbox (unknown id or another type)
+// returns ErrNoMailbox only after a commit of the same batch as a stored
+// one (a transaction that writes nothing, sharing the batch's fsync), and
+// its message id is set as for a stored one.
+func (s *Store) PutChecked(id ID, typ Type, ciphertext []byte, now time.Time) (MessageID, error) {
+	return s.put(id, &typ, ciphertext, now)
+}
+
+func (s *Store) put(id ID, typ *Type, ciphertext []byte, now time.Time) (MessageID, error) {
 	mid := MessageIDOf(ciphertext)
+	missing := false
 	err := s.db.Batch(func(tx *bolt.Tx) error {
+		missing = false
 		box, m, err := openBox(tx, id)
+		if typ != nil && (errors.Is(err, ErrNoMailbox) || (err == nil && m.typ != *typ)) {
+			// Not an error inside the batch: an error would rerun
+			// the function alone, in a commit of its own.
+			missing = true
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -235,10 +264,16 @@ func (s *Store) Put(id ID, ciphertext []byte, now time.Time) (MessageID, error) 
 		if err := ids.Put(mid[:], seq); err != nil {
 			return err
 		}
+		if err := box.Bucket(bucketUndelivered).Put(seq, nil); err != nil {
+			return err
+		}
 		return box.Put(keyMeta, m.encode())
 	})
 	if err != nil {
 		return MessageID{}, err
+	}
+	if missing {
+		return mid, ErrNoMailbox
 	}
 	return mid, nil
 }
@@ -265,6 +300,34 @@ func (s *Store) Fetch(id ID, after uint64, limit int) ([]Message, error) {
 	return out, err
 }
 
+// Undelivered returns up to limit messages of mailbox id not yet marked
+// delivered, oldest first. It reads the index of undelivered messages, so
+// its cost does not grow with the delivered messages kept.
+func (s *Store) Undelivered(id ID, limit int) ([]Message, error) {
+	var out []Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		box, _, err := openBox(tx, id)
+		if err != nil {
+			return err
+		}
+		msgs := box.Bucket(bucketMsg)
+		c := box.Bucket(bucketUndelivered).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			v := msgs.Get(k)
+			if v == nil || len(k) != 8 {
+				return fmt.Errorf("mailbox: undelivered index of %v names a missing message", id)
+			}
+			msg, err := decodeRecord(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, msg)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // MarkDelivered records that the messages seqs of mailbox id were pushed to
 // their owner; only delivered messages are subject to deletion filters.
 func (s *Store) MarkDelivered(id ID, seqs ...uint64) error {
@@ -274,7 +337,16 @@ func (s *Store) MarkDelivered(id ID, seqs ...uint64) error {
 // MarkDeliveredMany is MarkDelivered for several mailboxes in one
 // transaction; mailboxes that no longer exist are skipped.
 func (s *Store) MarkDeliveredMany(marks map[ID][]uint64) error {
+	return s.Flush(marks, nil)
+}
+
+// Flush marks messages delivered (as MarkDeliveredMany) and removes spent
+// SURBs from the stock (keys from AddSURBs) in one transaction.
+func (s *Store) Flush(marks map[ID][]uint64, spent [][]byte) error {
 	return s.db.Batch(func(tx *bolt.Tx) error {
+		if err := deleteSURBs(tx, spent); err != nil {
+			return err
+		}
 		for id, seqs := range marks {
 			box, _, err := openBox(tx, id)
 			if errors.Is(err, ErrNoMailbox) {
@@ -293,6 +365,9 @@ func (s *Store) MarkDeliveredMany(marks map[ID][]uint64) error {
 				rec := bytes.Clone(v)
 				rec[sha256.Size+8] = 1
 				if err := msgs.Put(k, rec); err != nil {
+					return err
+				}
+				if err := box.Bucket(bucketUndelivered).Delete(k); err != nil {
 					return err
 				}
 			}
@@ -314,7 +389,7 @@ func (s *Store) Delete(id ID, f *DeletionFilter) (int, error) {
 		c := box.Bucket(bucketMsg).Cursor()
 		for k, v := c.First(); k != nil; {
 			if len(v) >= recordFixed && v[sha256.Size+8] == 1 && f.Contains(MessageID(v[:sha256.Size])) {
-				if err := removeRecord(box, m, c, v); err != nil {
+				if err := removeRecord(box, m, c, k, v); err != nil {
 					return err
 				}
 				n++
@@ -328,9 +403,12 @@ func (s *Store) Delete(id ID, f *DeletionFilter) (int, error) {
 	return n, err
 }
 
-// removeRecord deletes the record under the cursor and updates m.
-func removeRecord(box *bolt.Bucket, m *meta, c *bolt.Cursor, v []byte) error {
+// removeRecord deletes the record under the cursor (key k) and updates m.
+func removeRecord(box *bolt.Bucket, m *meta, c *bolt.Cursor, k, v []byte) error {
 	if err := box.Bucket(bucketIDs).Delete(v[:sha256.Size]); err != nil {
+		return err
+	}
+	if err := box.Bucket(bucketUndelivered).Delete(bytes.Clone(k)); err != nil {
 		return err
 	}
 	m.messages--
@@ -354,7 +432,7 @@ func (s *Store) Expire(now time.Time) (int, error) {
 			}
 			c := box.Bucket(bucketMsg).Cursor()
 			for k, v := c.First(); k != nil && len(v) >= recordFixed && binary.BigEndian.Uint64(v[sha256.Size:]) < cutoff; k, v = c.First() {
-				if err := removeRecord(box, m, c, v); err != nil {
+				if err := removeRecord(box, m, c, k, v); err != nil {
 					return err
 				}
 				n++
@@ -363,4 +441,30 @@ func (s *Store) Expire(now time.Time) (int, error) {
 		})
 	})
 	return n, err
+}
+
+// indexUndelivered builds the undelivered index of mailboxes written before
+// it existed.
+func indexUndelivered(tx *bolt.Tx) error {
+	boxes := tx.Bucket(bucketBoxes)
+	return boxes.ForEachBucket(func(k []byte) error {
+		box := boxes.Bucket(k)
+		if box.Bucket(bucketUndelivered) != nil {
+			return nil
+		}
+		idx, err := box.CreateBucket(bucketUndelivered)
+		if err != nil {
+			return err
+		}
+		msgs := box.Bucket(bucketMsg)
+		if msgs == nil {
+			return fmt.Errorf("mailbox: corrupt mailbox %x", k)
+		}
+		return msgs.ForEach(func(seq, v []byte) error {
+			if len(v) >= recordFixed && v[sha256.Size+8] == 0 {
+				return idx.Put(seq, nil)
+			}
+			return nil
+		})
+	})
 }

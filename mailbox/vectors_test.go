@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"testing"
@@ -22,15 +24,32 @@ var hb = testvec.Of
 
 // vectorFile is mailbox/testdata/vectors.json.
 type vectorFile struct {
-	Comment       string         `json:"comment"`
-	SURBSize      int            `json:"surb_size"`
-	MaxSize       int            `json:"max_size"`
-	SignatureSize int            `json:"signature_size"`
-	KeySeed       hexBytes       `json:"ed25519_seed"`
-	PublicKey     hexBytes       `json:"ed25519_public_key"`
-	Requests      []reqVector    `json:"requests"`
-	Responses     []respVector   `json:"responses"`
-	Filters       []filterVector `json:"deletion_filters"`
+	Comment   string         `json:"comment"`
+	Version   int            `json:"version"`
+	SURBSize  int            `json:"surb_size"`
+	MaxSize   int            `json:"max_size"`
+	KeySeed   hexBytes       `json:"ed25519_seed"`
+	PublicKey hexBytes       `json:"ed25519_public_key"`
+	IDs       []idVector     `json:"mailbox_ids"`
+	Requests  []reqVector    `json:"requests"`
+	Refused   []badVector    `json:"refused_requests"`
+	Responses []respVector   `json:"responses"`
+	Filters   []filterVector `json:"deletion_filters"`
+}
+
+// idVector is a mailbox id derivation (DeriveID).
+type idVector struct {
+	Type       Type     `json:"type"`
+	Plugin     byte     `json:"plugin"`
+	Credential hexBytes `json:"credential"`
+	Salt       hexBytes `json:"salt"`
+	ID         hexBytes `json:"id"`
+}
+
+// badVector is an encoding every decoder must refuse.
+type badVector struct {
+	Name     string   `json:"name"`
+	Encoding hexBytes `json:"encoding"`
 }
 
 type reqVector struct {
@@ -42,14 +61,17 @@ type reqVector struct {
 	Time       uint64     `json:"time,omitempty"`
 	Plugin     byte       `json:"plugin,omitempty"`
 	Credential hexBytes   `json:"credential,omitempty"`
+	Salt       hexBytes   `json:"salt,omitempty"`
 	After      uint64     `json:"after,omitempty"`
+	Epoch      uint64     `json:"epoch,omitempty"`
 	SURBs      []hexBytes `json:"surbs,omitempty"`
 	Message    hexBytes   `json:"message,omitempty"`
 	Filter     hexBytes   `json:"filter,omitempty"`
-	// Signed is what the signature covers (SignedBytes).
-	Signed    hexBytes `json:"signed_message,omitempty"`
-	Signature hexBytes `json:"signature,omitempty"`
-	Encoding  hexBytes `json:"encoding"`
+	Scheme     byte       `json:"scheme"`
+	// Signed is what the authorization covers (SignedBytes).
+	Signed   hexBytes `json:"signed_message"`
+	Auth     hexBytes `json:"auth,omitempty"`
+	Encoding hexBytes `json:"encoding"`
 }
 
 type vecMessage struct {
@@ -86,10 +108,12 @@ type filterVector struct {
 	Encoding hexBytes   `json:"encoding"`
 }
 
-const vectorComment = "Strata mailbox protocol test vectors (docs/mailbox.md, \"Protocol\" and \"Deletions by Bloom filter\"), " +
+const vectorComment = "Strata mailbox protocol test vectors, version 2 (docs/mailbox.md, \"Protocol\" and \"Deletions by Bloom filter\"), " +
 	"for the codec of the default Sphinx geometry (mailbox.CodecFor(sphinx.DefaultGeometry())). " +
-	"Byte strings are hex. Signed requests are signed with the Ed25519 key of 'ed25519_seed'; " +
-	"'signed_message' is what the signature covers. SURBs are filler bytes of the SURB size: the codec does not parse them. " +
+	"Byte strings are hex. Signed requests (scheme 1) are signed with the Ed25519 key of 'ed25519_seed'; " +
+	"'signed_message' is what the authorization covers ('auth' is the signature). 'mailbox_ids' are id derivations; " +
+	"the create request's mailbox is the first. 'refused_requests' are encodings a decoder must refuse. " +
+	"SURBs are filler bytes of the SURB size: the codec does not parse them. " +
 	"Responses may be followed by zero padding up to max_size. A deletion filter's 'ids' are SHA-256 of the messages " +
 	"\"message 0\", \"message 1\", ...; 'n' and 'p' only size the filter, 'encoding' is what an OpDelete carries."
 
@@ -111,8 +135,11 @@ func signWith(key ed25519.PrivateKey) func([]byte) ([]byte, error) {
 
 func reqVectorOf(name string, r *Request, signed, encoding []byte) reqVector {
 	v := reqVector{Name: name, Op: r.Op, OpName: opNames[r.Op], Mailbox: hb(r.Mailbox[:]), Type: r.Type, Time: r.Time,
-		Plugin: r.Plugin, Credential: hb(r.Credential), After: r.After, Message: hb(r.Message), Filter: hb(r.Filter),
-		Signed: hb(signed), Signature: hb(r.Signature), Encoding: hb(encoding)}
+		Plugin: r.Plugin, Credential: hb(r.Credential), After: r.After, Epoch: r.Epoch, Message: hb(r.Message), Filter: hb(r.Filter),
+		Scheme: r.Scheme, Signed: hb(signed), Auth: hb(r.Auth), Encoding: hb(encoding)}
+	if r.Op == OpCreate {
+		v.Salt = hb(r.Salt[:])
+	}
 	for _, s := range r.SURBs {
 		v.SURBs = append(v.SURBs, hb(s))
 	}
@@ -122,7 +149,8 @@ func reqVectorOf(name string, r *Request, signed, encoding []byte) reqVector {
 // request returns the request a vector describes, without its signature.
 func (v reqVector) request() *Request {
 	r := &Request{Op: v.Op, Mailbox: ID(v.Mailbox), Type: v.Type, Time: v.Time, Plugin: v.Plugin,
-		Credential: v.Credential, After: v.After, Message: v.Message, Filter: v.Filter}
+		Credential: v.Credential, After: v.After, Epoch: v.Epoch, Message: v.Message, Filter: v.Filter, Scheme: v.Scheme}
+	copy(r.Salt[:], v.Salt)
 	for _, s := range v.SURBs {
 		r.SURBs = append(r.SURBs, s)
 	}
@@ -185,16 +213,24 @@ func makeVectors(t *testing.T) vectorFile {
 	c := vectorCodec()
 	key := vectorKey()
 	pub := key.Public().(ed25519.PublicKey)
-	vf := vectorFile{Comment: vectorComment, SURBSize: c.SURBSize, MaxSize: c.MaxSize, SignatureSize: c.SignatureSize,
+	vf := vectorFile{Comment: vectorComment, Version: Version, SURBSize: c.SURBSize, MaxSize: c.MaxSize,
 		KeySeed: key.Seed(), PublicKey: hb(pub)}
+	const typ, now = Type(2), 1764072000
+	salt := Salt{0x5a, 0x17}
+	for _, in := range []struct {
+		salt Salt
+		typ  Type
+	}{{salt, typ}, {Salt{}, typ}, {salt, 3}} {
+		id := DeriveID(in.typ, Ed25519Auth{}.ID(), pub, in.salt)
+		vf.IDs = append(vf.IDs, idVector{Type: in.typ, Plugin: Ed25519Auth{}.ID(), Credential: hb(pub), Salt: hb(in.salt[:]), ID: hb(id[:])})
+	}
 
 	vf.Filters = []filterVector{
 		makeFilterVector(t, "4 ids at p=1e-6 (the owner's sizing)", 4, 1e-6, []byte("saltsalt"), 4),
 		makeFilterVector(t, "3 of 10 ids at p=1e-3", 10, 1e-3, []byte{0, 1, 2, 3, 4, 5, 6, 7}, 3),
 	}
 
-	box := ID{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
-	const typ, now = Type(2), 1764072000
+	box := ID(vf.IDs[0].ID)
 	surbs := func(n int) [][]byte {
 		out := make([][]byte, n)
 		for i := range out {
@@ -207,12 +243,12 @@ func makeVectors(t *testing.T) vectorFile {
 		name string
 		r    *Request
 	}{
-		{"create with an Ed25519 key and 2 SURBs", &Request{Op: OpCreate, Mailbox: box, Type: typ, Plugin: Ed25519Auth{}.ID(), Credential: pub, SURBs: surbs(2)}},
+		{"create with an Ed25519 key, a salt and 2 SURBs of epoch 7", &Request{Op: OpCreate, Mailbox: box, Type: typ, Plugin: Ed25519Auth{}.ID(), Credential: pub, Salt: salt, Epoch: 7, SURBs: surbs(2)}},
 		{"put with a SURB for the answer", &Request{Op: OpPut, Mailbox: box, Type: typ, SURBs: surbs(1), Message: msg}},
 		{"put without a SURB", &Request{Op: OpPut, Mailbox: box, Type: typ, Message: []byte("no answer wanted")}},
-		{"stock 5 SURBs (the most a payload holds)", &Request{Op: OpStock, Mailbox: box, Type: typ, Time: now, SURBs: surbs(5)}},
-		{"fetch after 41 with 1 SURB", &Request{Op: OpFetch, Mailbox: box, Type: typ, Time: now, After: 41, SURBs: surbs(1)}},
-		{"delete by filter", &Request{Op: OpDelete, Mailbox: box, Type: typ, Time: now + 1, Filter: vf.Filters[0].Encoding}},
+		{"stock 5 SURBs of epoch 7 (the most a payload holds)", &Request{Op: OpStock, Mailbox: box, Type: typ, Time: now, Epoch: 7, Scheme: 1, SURBs: surbs(5)}},
+		{"fetch after 41 with 1 SURB of epoch 8", &Request{Op: OpFetch, Mailbox: box, Type: typ, Time: now, After: 41, Epoch: 8, Scheme: 1, SURBs: surbs(1)}},
+		{"delete by filter", &Request{Op: OpDelete, Mailbox: box, Type: typ, Time: now + 300, Scheme: 1, Filter: vf.Filters[0].Encoding}},
 	} {
 		b, err := c.EncodeRequest(in.r, signWith(key))
 		if err != nil {
@@ -224,6 +260,7 @@ func makeVectors(t *testing.T) vectorFile {
 		}
 		vf.Requests = append(vf.Requests, reqVectorOf(in.name, r, signed, b))
 	}
+	vf.Refused = refusedVectors(t, c, vf.Requests)
 
 	id := MessageIDOf(msg)
 	for _, in := range []struct {
@@ -257,8 +294,21 @@ func TestVectors(t *testing.T) {
 		t.Error("testdata/vectors.json differs from what the code produces (go test ./mailbox -run TestVectors -update)")
 	}
 	c := vectorCodec()
-	if vf.SURBSize != c.SURBSize || vf.MaxSize != c.MaxSize || vf.SignatureSize != c.SignatureSize {
-		t.Fatalf("vectors are for SURBs of %d, messages up to %d, signatures of %d bytes; the default codec is %+v", vf.SURBSize, vf.MaxSize, vf.SignatureSize, c)
+	if vf.Version != Version || vf.SURBSize != c.SURBSize || vf.MaxSize != c.MaxSize {
+		t.Fatalf("vectors are for version %d, SURBs of %d, messages up to %d bytes; the codec is version %d, %+v", vf.Version, vf.SURBSize, vf.MaxSize, Version, c)
+	}
+	for i, v := range vf.IDs {
+		if id := DeriveID(v.Type, v.Plugin, v.Credential, Salt(v.Salt)); !bytes.Equal(id[:], v.ID) {
+			t.Errorf("id %d derives to %x, vector says %x", i, id, v.ID)
+		}
+		if id := independentID(v); !bytes.Equal(id, v.ID) {
+			t.Errorf("id %d: the documented derivation gives %x, vector says %x", i, id, v.ID)
+		}
+	}
+	for _, v := range vf.Refused {
+		if _, _, err := c.DecodeRequest(v.Encoding); !errors.Is(err, ErrWire) {
+			t.Errorf("refused request %q decodes: %v", v.Name, err)
+		}
 	}
 	key := ed25519.NewKeyFromSeed(vf.KeySeed)
 	if pub := key.Public().(ed25519.PublicKey); !bytes.Equal(pub, vf.PublicKey) {
@@ -283,15 +333,18 @@ func TestVectors(t *testing.T) {
 			if got, want := jsonOf(t, reqVectorOf(v.Name, r, signed, v.Encoding)), jsonOf(t, v); got != want {
 				t.Fatalf("decodes to\n%s\nvector says\n%s", got, want)
 			}
+			if want := independentRequest(v); !bytes.Equal(want, v.Encoding) {
+				t.Fatalf("the documented layout gives\n%x\nvector says\n%x", want, v.Encoding)
+			}
 			if v.Op.signed() {
-				if len(v.Signature) == 0 || !bytes.HasSuffix(v.Encoding, v.Signature) {
-					t.Fatal("signed request without its signature at the end")
+				if v.Scheme != 1 || len(v.Auth) == 0 || !bytes.HasSuffix(v.Encoding, v.Auth) {
+					t.Fatal("signed request without its Ed25519 authorization at the end")
 				}
-				if err := (Ed25519Auth{}).Verify(vf.PublicKey, v.Signed, v.Signature); err != nil {
+				if err := (Ed25519Auth{}).Verify(vf.PublicKey, v.Signed, v.Auth); err != nil {
 					t.Fatalf("signature does not verify: %v", err)
 				}
-			} else if len(v.Signature) != 0 || len(v.Signed) != 0 || v.Time != 0 {
-				t.Fatal("unsigned request with a signature or a time")
+			} else if len(v.Auth) != 0 || v.Scheme != 0 || v.Time != 0 {
+				t.Fatal("unsigned request with an authorization or a time")
 			}
 		})
 	}
@@ -354,4 +407,91 @@ func TestVectors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// independentID derives a vector's id as docs/mailbox.md states it,
+// without DeriveID.
+func independentID(v idVector) []byte {
+	b := []byte("strata-mailbox-v2 id\x00")
+	b = binary.BigEndian.AppendUint16(b, uint16(v.Type))
+	b = append(b, v.Plugin)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(v.Credential)))
+	b = append(append(b, v.Credential...), v.Salt...)
+	sum := sha256.Sum256(b)
+	return sum[:16]
+}
+
+// independentRequest lays a request vector out as docs/mailbox.md states
+// it, without the codec, and checks signed_message is its prefix up to the
+// scheme under the label.
+func independentRequest(v reqVector) []byte {
+	u16 := func(b []byte, n int) []byte { return binary.BigEndian.AppendUint16(b, uint16(n)) }
+	u64 := binary.BigEndian.AppendUint64
+	surbs := func(b []byte) []byte {
+		b = append(b, byte(len(v.SURBs)))
+		for _, s := range v.SURBs {
+			b = append(b, s...)
+		}
+		return b
+	}
+	b := append([]byte{2, byte(v.Op)}, v.Mailbox...)
+	b = u16(b, int(v.Type))
+	if v.Op == OpStock || v.Op == OpFetch || v.Op == OpDelete {
+		b = u64(b, v.Time)
+	}
+	switch v.Op {
+	case OpCreate:
+		b = u16(append(b, v.Plugin), len(v.Credential))
+		b = append(append(b, v.Credential...), v.Salt...)
+		b = surbs(u64(b, v.Epoch))
+	case OpPut:
+		b = u16(surbs(b), len(v.Message))
+		b = append(b, v.Message...)
+	case OpStock:
+		b = surbs(u64(b, v.Epoch))
+	case OpFetch:
+		b = surbs(u64(u64(b, v.After), v.Epoch))
+	case OpDelete:
+		b = append(u16(b, len(v.Filter)), v.Filter...)
+	}
+	b = append(b, v.Scheme)
+	if !bytes.Equal(append([]byte("strata-mailbox-v2 request\x00"), b...), v.Signed) {
+		return nil
+	}
+	b = u16(b, len(v.Auth))
+	return append(b, v.Auth...)
+}
+
+// refusedVectors derives the encodings a decoder must refuse from the
+// valid request vectors (create, put with a SURB, stock).
+func refusedVectors(t *testing.T, c Codec, reqs []reqVector) []badVector {
+	t.Helper()
+	create, put, stock := reqs[0].Encoding, reqs[1].Encoding, reqs[3].Encoding
+	with := func(b []byte, f func(b []byte) []byte) hexBytes { return hb(f(bytes.Clone(b))) }
+	out := []badVector{
+		{"version 1", with(put, func(b []byte) []byte { b[0] = 1; return b })},
+		{"unknown op 6", with(put, func(b []byte) []byte { b[1] = 6; return b })},
+		{"a put one byte short (auth length cut)", with(put, func(b []byte) []byte { return b[:len(b)-1] })},
+		{"a put with a trailing byte", with(put, func(b []byte) []byte { return append(b, 0) })},
+		{"a put with scheme 0 and 1 byte of authorization", with(put, func(b []byte) []byte {
+			return append(b[:len(b)-2], 0, 1, 0xaa)
+		})},
+		{"a stock with scheme 0 (signed ops need an auth scheme)", with(stock, func(b []byte) []byte {
+			b = b[:len(b)-64-3]
+			return append(b, 0, 0, 0)
+		})},
+		{"a create with scheme 1", with(create, func(b []byte) []byte {
+			b[len(b)-3] = 1
+			return b
+		})},
+		{"a stock whose signature is one byte short of its length", with(stock, func(b []byte) []byte { return b[:len(b)-1] })},
+		{"a stock claiming 6 SURBs", with(stock, func(b []byte) []byte { b[reqHeader+8+8] = 6; return b })},
+		{"a request longer than max_size", hb(make([]byte, c.MaxSize+1))},
+	}
+	for _, v := range out {
+		if _, _, err := c.DecodeRequest(v.Encoding); !errors.Is(err, ErrWire) {
+			t.Fatalf("refused vector %q decodes: %v", v.Name, err)
+		}
+	}
+	return out
 }

@@ -336,8 +336,9 @@ func (ch *Chat) loadState() (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		var box mailbox.ID
-		rand.Read(box[:])
+		// The node creates a mailbox only under the id its key
+		// derives to (docs/mailbox.md).
+		box := mailbox.Ed25519ID(ChatType, boxKey.Public().(ed25519.PublicKey))
 		ch.state = chatState{Identity: hex.EncodeToString(id.Seed()), MailboxID: hex.EncodeToString(box[:]),
 			MailboxKey: hex.EncodeToString(boxKey.Seed()), Chain: ch.cfg.Chain}
 		return true, nil

@@ -77,8 +77,7 @@ func TestMailboxStoresAndPushesThroughSURBs(t *testing.T) {
 	codec := mailbox.CodecFor(sphinx.DefaultGeometry())
 
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	var id mailbox.ID
-	rand.Read(id[:])
+	id := mailbox.Ed25519ID(1, key.Public().(ed25519.PublicKey))
 	owner := mailbox.NewOwner(mailbox.OwnerConfig{Mix: a, Codec: codec, Node: node, ID: id, Type: 1, Key: key,
 		Epoch: func() uint64 { return cache.Current().Epoch }})
 	go func() {

@@ -115,8 +115,9 @@ func (t *Testnet) startClient(ctx, start context.Context, i int) (*demoClient, e
 	d := &demoClient{t: t, name: fmt.Sprintf("client-%d", i+1), c: c, codec: mailbox.CodecFor(sphinx.DefaultGeometry()),
 		node: top.Mailboxes[i%len(top.Mailboxes)].ID, priv: priv, pub: pub, ctx: cctx, stop: cancel, pending: map[sphinx.SURBID]*outgoing{},
 		byMsg: map[queue.MsgID]*outgoing{}}
-	rand.Read(d.box[:])
 	_, boxKey, _ := ed25519.GenerateKey(rand.Reader)
+	// The node creates a mailbox only under the id its key derives to.
+	d.box = mailbox.Ed25519ID(demoType, boxKey.Public().(ed25519.PublicKey))
 	d.owner = mailbox.NewOwner(mailbox.OwnerConfig{Mix: c, Codec: d.codec, Node: d.node, ID: d.box, Type: demoType,
 		// Every queue chunk is a stored message pushed through one SURB:
 		// keep a deep stock, and fetch often what lost pushes left behind.
