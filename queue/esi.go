@@ -11,9 +11,11 @@ import (
 // deterministic function of its body and ESI, and the receiver keeps only
 // distinct ESIs, so a symbol sent twice under one ESI is wasted. The esi
 // bucket holds, per message in flight, a durable mark: no symbol at or above
-// it has ever left. Run raises the mark to the end of a round, in one
-// fsynced transaction for every round planned in a pass, before the round
-// enters the ready heap (so before any of its symbols can leave); Close
+// it has ever left. Put writes it with the message, covering the first
+// round at the loss then measured; Run raises it to the end of any round
+// that ends above it, in one fsynced transaction for every round planned in
+// a pass, before the round enters the ready heap (so before any of its
+// symbols can leave); Close
 // lowers it to the ESI actually reached. Open resumes every message at its
 // mark. So the 2^24 ESIs of a message are spent by rounds prepared, never by
 // process starts: a clean restart wastes none, a kill -9 at most the unsent

@@ -280,9 +280,15 @@ func TestVersion1RecordResumesPastItsWindow(t *testing.T) {
 	// rewrite it as version 1 with 3 restarts counted
 	v1 := []byte{1, byte(Reliable), 0, 0, 0, 3}
 	v1 = append(v1, encodeRecord(m)[2:]...)
-	if err := q.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMsgs).Put(id[:], v1) }); err != nil {
+	if err := q.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketESI).Delete(id[:]); err != nil { // it had no esi bucket
+			return err
+		}
+		return tx.Bucket(bucketMsgs).Put(id[:], v1)
+	}); err != nil {
 		t.Fatal(err)
 	}
+	q.msgs[id].mark = 0 // so that Close writes no mark either
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}

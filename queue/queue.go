@@ -282,6 +282,10 @@ type outMsg struct {
 	// and the esi bucket holds it (or more). Run raises it before a
 	// round's first symbol may leave (reserve); Close lowers it to nextESI.
 	mark uint32
+	// the first round's size as Put reserved it, at loss firstLoss
+	firstKnown   bool
+	firstLoss    float64
+	firstPackets int
 
 	state      msgState
 	nextESI    uint32
@@ -431,6 +435,12 @@ func (q *Queue) Put(ctx context.Context, to Recipient, msg []byte, c Class) (Msg
 	m.id = NewMsgID(rq.streams[ci], rq.next[ci])
 	m.rq = rq
 	rq.next[ci]++
+	// The first round's ESIs are reserved with the message (esi.go), so
+	// that Run needs no fsync of its own for it unless the loss changes.
+	m.firstLoss = q.loss
+	m.firstPackets = q.roundPackets(m, m.firstLoss)
+	m.firstKnown = true
+	m.mark = uint32(min(m.firstPackets*g.per, maxESI))
 	q.mu.Unlock()
 
 	if err := q.db.Batch(func(tx *bolt.Tx) error { return putMessage(tx, rq, m) }); err != nil {
@@ -558,17 +568,7 @@ func (q *Queue) prepare(ctx context.Context, m *outMsg, loss float64, now time.T
 	if m.enc == nil {
 		m.enc = enc
 	}
-	want := m.want
-	if want == 0 { // a full first round (after a Put or a restart)
-		want = m.g.kPrime + 2
-	}
-	n := m.g.packetsFor(want)
-	var packets int
-	if m.class == Fast {
-		packets = fastPackets(n, loss)
-	} else {
-		packets = reliablePackets(n, loss, q.cfg.Target)
-	}
+	packets := q.roundPackets(m, loss)
 	syms := packets * m.g.per
 	// A new message starts at ESI 0 (the source symbols: cheapest to
 	// decode); a reloaded one at its durable mark.
@@ -582,6 +582,23 @@ func (q *Queue) prepare(ctx context.Context, m *outMsg, loss float64, now time.T
 	m.key = now.Add(time.Duration(packets+len(surbs)) * q.cfg.PacketPenalty)
 	m.state = stReserve
 	return true, nil
+}
+
+// roundPackets is the number of packets of m's next round at loss: a full
+// first round (after a Put or a restart) when m.want is 0. q.mu held.
+func (q *Queue) roundPackets(m *outMsg, loss float64) int {
+	want := m.want
+	if want == 0 {
+		if m.firstKnown && m.firstLoss == loss {
+			return m.firstPackets // computed by Put
+		}
+		want = m.g.kPrime + 2
+	}
+	n := m.g.packetsFor(want)
+	if m.class == Fast {
+		return fastPackets(n, loss)
+	}
+	return reliablePackets(n, loss, q.cfg.Target)
 }
 
 // finish ends m: acked or sent (err nil) or given up. q.mu held.

@@ -59,6 +59,9 @@ func putMessage(tx *bolt.Tx, rq *recipQ, m *outMsg) error {
 	if err := sb.Put([]byte(rq.to), v); err != nil {
 		return err
 	}
+	if err := putMarks(tx, []markWrite{{m.id, m.mark}}); err != nil {
+		return err
+	}
 	return mb.Put(m.id[:], encodeRecord(m))
 }
 
