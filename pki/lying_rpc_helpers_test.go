@@ -119,21 +119,10 @@ func (p *lyingRPC) serve(l net.Listener) {
 		replay := p.replay && old != nil && req.Method == "abci_query" && req.Params.Path == QueryEpoch
 		p.mu.Unlock()
 		if replay {
-			// The old answer, under the id of this request.
-			var res map[string]json.RawMessage
-			if err := json.Unmarshal(old, &res); err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			res["id"] = req.ID
-			out, _ := json.Marshal(res)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(out)
+			writeReplayed(w, old, req)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, req)))
+		forward(rp, w, r, body, req)
 	})
 	srv := &http.Server{Handler: handler}
 	p.mu.Lock()
@@ -289,4 +278,26 @@ func rootAt(ctx context.Context, t *testing.T, rpc string, h int64) []byte {
 		t.Fatal(err)
 	}
 	return b.BlockID.Hash
+}
+
+// writeReplayed answers req with a recorded JSON-RPC answer, under the id
+// of req.
+func writeReplayed(w http.ResponseWriter, old []byte, req rpcRequest) {
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(old, &res); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	res["id"] = req.ID
+	out, _ := json.Marshal(res)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+}
+
+// forward passes a request whose body was read already to the reverse
+// proxy, with the decoded request in its context.
+func forward(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, body []byte, req rpcRequest) {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, req)))
 }

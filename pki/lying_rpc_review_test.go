@@ -88,20 +88,10 @@ func newReviewLiar(t *testing.T, target string) *reviewLiar {
 		}
 		p.mu.Unlock()
 		if replay {
-			var res map[string]json.RawMessage
-			if err := json.Unmarshal(old, &res); err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			res["id"] = req.ID
-			out, _ := json.Marshal(res)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(out)
+			writeReplayed(w, old, req)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, req)))
+		forward(rp, w, r, body, req)
 	})}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
