@@ -33,13 +33,20 @@ func (k *PrivateKey) Public() PublicKey {
 // String returns the key in hex.
 func (p PublicKey) String() string { return hex.EncodeToString(p[:]) }
 
-// Validate reports whether p can form a shared secret: a point of small order
-// cannot.
+// Validate reports whether p can form a shared secret: a point of order
+// dividing 8 cannot (X25519 of it with any clamped scalar is all-zero).
+// It refuses exactly the 14 encodings of such points (5 canonical
+// u-coordinates, p and p + 1, each with bit 255 clear or set), the same
+// set x25519.Shared refuses, by comparison alone: no scalar multiplication.
 func (p PublicKey) Validate() error {
-	var probe, one x25519.Key
-	one[0] = 1
-	if !x25519.Shared(&probe, &one, (*x25519.Key)(&p)) {
-		return fmt.Errorf("%w: public key %x has small order", ErrGroupElement, p[:8])
+	if hasSmallOrder((*[KeySize]byte)(&p)) {
+		return smallOrderError(p)
 	}
 	return nil
+}
+
+// smallOrderError is Validate's error, apart so that only a refused key is
+// copied to the heap.
+func smallOrderError(p PublicKey) error {
+	return fmt.Errorf("%w: public key %x has small order", ErrGroupElement, p[:8])
 }
