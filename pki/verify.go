@@ -88,15 +88,22 @@ var (
 // answer's verifying header. See docs/pki.md, "Verifying what the chain
 // says", for the trusted store, witnesses, freshness and failover.
 type Verifier struct {
-	cfg   VerifierConfig
-	set   *endpointSet
-	chain *RPCChain
-	db    dbm.DB
-	store lightstore.Store
-	lcMu  sync.Mutex // one light client at a time over the store
+	cfg       VerifierConfig
+	set       *endpointSet
+	chain     *RPCChain
+	db        dbm.DB
+	store     lightstore.Store
+	lcMu      sync.Mutex // one light client at a time over the store
+	closeOnce sync.Once
+	// unwitnessed holds the headers unwitnessedBy alone vouched for (see
+	// verifyHeader); nil when the last verification had a witness.
+	// Guarded by lcMu.
+	unwitnessed   lightstore.Store
+	unwitnessedBy *endpoint
 
 	mu          sync.Mutex
 	accepted    mark // highest verifying header of an accepted answer
+	stored      mark // highest of those in the trusted store, or first
 	first       mark // the newest trusted header at start
 	epochBlocks uint64
 }
@@ -171,12 +178,16 @@ func (v *Verifier) open(ctx context.Context) error {
 		return fmt.Errorf("pki: trusted store: %w", err)
 	}
 	v.first = mark{lb.Height, lb.Time}
-	v.accepted = v.first
+	v.accepted, v.stored = v.first, v.first
 	return nil
 }
 
-// Close releases the trusted store.
-func (v *Verifier) Close() error { return v.db.Close() }
+// Close releases the trusted store; later calls return nil.
+func (v *Verifier) Close() error {
+	var err error
+	v.closeOnce.Do(func() { err = v.db.Close() })
+	return err
+}
 
 // Chain is the RPC connection the verifier reads through, for sending
 // transactions and unproven queries; it fails over like the verifier.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -182,12 +183,20 @@ func wrongChain(ep *endpoint, got, want string) error {
 
 // pick returns the endpoint queries go to now: the first non-witness
 // endpoint that is up, or nil. It starts probes of endpoints that are due.
-func (s *endpointSet) pick() *endpoint {
+func (s *endpointSet) pick() *endpoint { return s.pickExcept(nil) }
+
+// pickExcept is pick with the endpoints in skip left out (those that
+// answered "not found" to the query being made); the endpoint in use
+// only changes when skip is empty.
+func (s *endpointSet) pickExcept(skip []*endpoint) *endpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.probeDue()
 	for _, ep := range s.eps {
-		if !ep.witnessOnly && ep.down == nil {
+		if !ep.witnessOnly && ep.down == nil && !slices.Contains(skip, ep) {
+			if len(skip) > 0 {
+				return ep
+			}
 			if s.inUse != nil && s.inUse != ep {
 				s.log.Info("pki: RPC endpoint in use changed", "from", s.inUse.url, "to", ep.url)
 			}
@@ -227,24 +236,26 @@ func (s *endpointSet) fail(ep *endpoint, err error) {
 }
 
 // refuse skips ep for refusedRetry because an answer of it was refused
-// (err), warning once until an answer of it is accepted again.
+// (err: stale, unverified, or a "not found" another endpoint disproved),
+// warning once until an answer of it is accepted again.
 func (s *endpointSet) refuse(ep *endpoint, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !ep.refused {
-		s.log.Warn("pki: RPC endpoint refused: its answer is stale or unverified; using the next endpoint", "endpoint", ep.url, "err", err)
+		s.log.Warn("pki: RPC endpoint refused: its answer is stale, unverified or disproved; using the next endpoint", "endpoint", ep.url, "err", err)
 	}
 	ep.refused = true
 	ep.down = err
 	ep.retryAt = time.Now().Add(refusedRetry)
 }
 
-// othersUp reports whether a query endpoint other than ep is up.
-func (s *endpointSet) othersUp(ep *endpoint) bool {
+// othersUp reports whether a query endpoint other than ep and those in
+// skip is up.
+func (s *endpointSet) othersUp(ep *endpoint, skip []*endpoint) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range s.eps {
-		if e != ep && !e.witnessOnly && e.down == nil {
+		if e != ep && !e.witnessOnly && e.down == nil && !slices.Contains(skip, e) {
 			return true
 		}
 	}

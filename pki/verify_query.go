@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	dbm "github.com/cometbft/cometbft-db"
 	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/light/provider"
 	lighthttp "github.com/cometbft/cometbft/light/provider/http"
+	lightstore "github.com/cometbft/cometbft/light/store"
 	"github.com/cometbft/cometbft/types"
 )
 
@@ -72,14 +74,14 @@ func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte
 		if err != nil {
 			return err
 		}
-		lb, err := v.verifyHeader(ctx, ep, qh+1)
+		lb, persisted, err := v.verifyHeader(ctx, ep, qh+1)
 		if err != nil {
 			return err
 		}
 		if err := verifyProof(lb.AppHash, proof, val, slots...); err != nil {
 			return fmt.Errorf("%w: %s from %s at height %d: %w", ErrUnverified, path, ep.url, qh, err)
 		}
-		if err := v.accept(lb); err != nil {
+		if err := v.accept(lb, persisted); err != nil {
 			return fmt.Errorf("%s from %s at height %d: %w", path, ep.url, qh, err)
 		}
 		value, h, vt = val, qh, lb.Time
@@ -89,8 +91,9 @@ func (v *Verifier) query(ctx context.Context, path string, slots ...int) ([]byte
 }
 
 // accept applies the age rule to an answer's verifying header and
-// raises the floor of the height rule.
-func (v *Verifier) accept(lb *types.LightBlock) error {
+// raises the floor of the height rule; persisted says whether the header
+// is in the trusted store (see verifyHeader).
+func (v *Verifier) accept(lb *types.LightBlock, persisted bool) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.checkAge(lb.Height, lb.Time); err != nil {
@@ -98,6 +101,9 @@ func (v *Verifier) accept(lb *types.LightBlock) error {
 	}
 	if lb.Height > v.accepted.height {
 		v.accepted = mark{lb.Height, lb.Time}
+	}
+	if persisted && lb.Height > v.stored.height {
+		v.stored = mark{lb.Height, lb.Time}
 	}
 	return nil
 }
@@ -126,11 +132,18 @@ func (v *Verifier) maxAge() time.Duration {
 }
 
 // withEndpoint runs do on the endpoint in use, and on the next ones while
-// the endpoint fails.
+// the endpoint fails. A "not found" is not provable: it moves the query
+// to the next query endpoint that is up, and is the answer only when
+// every one that answers says so; endpoints whose "not found" another
+// endpoint disproves with an accepted answer are refused.
 func (v *Verifier) withEndpoint(ctx context.Context, do func(*endpoint) error) error {
-	var errs []error
+	var (
+		errs     []error
+		notFound []*endpoint // said "not found" to this query
+		nfErr    error
+	)
 	for range len(v.set.eps) + 2 {
-		ep := v.set.pick()
+		ep := v.set.pickExcept(notFound)
 		if ep == nil {
 			break
 		}
@@ -139,15 +152,21 @@ func (v *Verifier) withEndpoint(ctx context.Context, do func(*endpoint) error) e
 		switch {
 		case err == nil:
 			v.set.served(ep)
+			for _, e := range notFound {
+				v.set.refuse(e, fmt.Errorf("%w: it answered %q, but %s answered with a verified value", ErrUnverified, ErrNotFound.Error(), ep.url))
+			}
 			return nil
 		case ctx.Err() != nil, errors.Is(err, ErrFork), errors.Is(err, ErrTrustExpired):
 			// A fork is refused even though the next endpoint might
 			// answer: the caller must see it.
 			return err
+		case errors.Is(err, ErrNotFound):
+			notFound, nfErr = append(notFound, ep), err
+			continue
 		case endpointFailure(err):
 			v.set.fail(ep, err)
 		case v.set.isDown(ep), errors.As(err, &retry):
-		case (errors.Is(err, ErrStaleAnswer) || errors.Is(err, ErrUnverified)) && v.set.othersUp(ep):
+		case (errors.Is(err, ErrStaleAnswer) || errors.Is(err, ErrUnverified)) && v.set.othersUp(ep, notFound):
 			// A refused answer: the next endpoint may hold a fresh,
 			// verifiable one (a liar listed first must not freeze the
 			// node).
@@ -156,6 +175,10 @@ func (v *Verifier) withEndpoint(ctx context.Context, do func(*endpoint) error) e
 			return err
 		}
 		errs = append(errs, err)
+	}
+	if nfErr != nil {
+		// Every query endpoint that answered said "not found".
+		return nfErr
 	}
 	if len(errs) == 0 {
 		return v.set.noneUp()
@@ -191,19 +214,62 @@ func (v *Verifier) waitHeight(ctx context.Context, ep *endpoint, h int64) error 
 // the trusted store whose witnesses are the other endpoints that are up
 // and have reached h. A light client is made for each verification, so a
 // witness that failed once is not lost for good.
-func (v *Verifier) verifyHeader(ctx context.Context, ep *endpoint, h int64) (*types.LightBlock, error) {
-	ws := v.witnessProviders(ctx, ep, h)
+//
+// When no other endpoint is up although others are configured, ep is its
+// own witness and h is verified over the unwitnessed store instead: an
+// in-memory copy of the trusted store's newest header that then collects
+// the headers ep alone vouched for. They are used, but never written to
+// the trusted store; the first verification with a witness goes back to
+// the trusted store, is cross-checked from its newest header, and
+// discards the copy (as does a fork or another primary). persisted
+// reports whether h was verified over the trusted store.
+func (v *Verifier) verifyHeader(ctx context.Context, ep *endpoint, h int64) (lb *types.LightBlock, persisted bool, err error) {
+	ws, alone := v.witnessProviders(ctx, ep, h)
 	v.lcMu.Lock()
 	defer v.lcMu.Unlock()
-	lc, err := light.NewClientFromTrustedStore(v.set.chainID, v.cfg.TrustPeriod, v.set.provider(ep), ws, v.store, v.lightOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("pki: light client: %w", err)
+	store := v.store
+	switch {
+	case !alone || len(v.set.eps) == 1:
+		v.unwitnessed, v.unwitnessedBy = nil, nil
+	case v.unwitnessed != nil && v.unwitnessedBy == ep:
+		store = v.unwitnessed
+	default:
+		if store, err = v.copyNewest(); err != nil {
+			return nil, false, err
+		}
+		v.unwitnessed, v.unwitnessedBy = store, ep
 	}
-	lb, err := lc.VerifyLightBlockAtHeight(ctx, h, time.Now())
+	lc, err := light.NewClientFromTrustedStore(v.set.chainID, v.cfg.TrustPeriod, v.set.provider(ep), ws, store, v.lightOptions()...)
 	if err != nil {
-		return nil, v.lightError(ctx, ep, h, err)
+		return nil, false, fmt.Errorf("pki: light client: %w", err)
 	}
-	return lb, nil
+	lb, err = lc.VerifyLightBlockAtHeight(ctx, h, time.Now())
+	if err != nil {
+		err = v.lightError(ctx, ep, h, err)
+		if errors.Is(err, ErrFork) {
+			v.unwitnessed, v.unwitnessedBy = nil, nil
+		}
+		return nil, false, err
+	}
+	return lb, store == v.store, nil
+}
+
+// copyNewest returns an in-memory light store holding the trusted
+// store's newest header. v.lcMu is held.
+func (v *Verifier) copyNewest() (lightstore.Store, error) {
+	last, err := v.store.LastLightBlockHeight()
+	if err != nil {
+		return nil, fmt.Errorf("pki: trusted store: %w", err)
+	}
+	lb, err := v.store.LightBlock(last)
+	if err != nil {
+		return nil, fmt.Errorf("pki: trusted store: %w", err)
+	}
+	mem := lightStore(dbm.NewMemDB(), v.set.chainID)
+	if err := mem.SaveLightBlock(lb); err != nil {
+		return nil, fmt.Errorf("pki: unwitnessed store: %w", err)
+	}
+	return mem, nil
 }
 
 func (v *Verifier) lightOptions() []light.Option {
@@ -217,11 +283,11 @@ func (v *Verifier) lightOptions() []light.Option {
 // from primary: the other endpoints that are up and reach h within
 // witnessLag (all that are up if none does), or primary itself when no
 // other is up, since the light client needs one (it then detects no
-// fork).
-func (v *Verifier) witnessProviders(ctx context.Context, primary *endpoint, h int64) []provider.Provider {
+// fork); alone reports that last case.
+func (v *Verifier) witnessProviders(ctx context.Context, primary *endpoint, h int64) (ws []provider.Provider, alone bool) {
 	up := v.set.witnesses(primary)
 	if len(up) == 0 {
-		return []provider.Provider{v.set.provider(primary)}
+		return []provider.Provider{v.set.provider(primary)}, true
 	}
 	ready := make([]bool, len(up))
 	var wg sync.WaitGroup
@@ -251,11 +317,11 @@ func (v *Verifier) witnessProviders(ctx context.Context, primary *endpoint, h in
 	}
 	switch {
 	case len(out) > 0:
-		return out
+		return out, false
 	case len(all) > 0:
-		return all
+		return all, false
 	}
-	return []provider.Provider{v.set.provider(primary)}
+	return []provider.Provider{v.set.provider(primary)}, true
 }
 
 // lightError classifies an error of the light client verifying height h
@@ -313,6 +379,13 @@ func (v *Verifier) fork(ctx context.Context, ep *endpoint, h int64, cause error)
 		dropped = []string{ep.url}
 		v.set.drop(ep, fmt.Errorf("%w: primary of a conflicting header at height %d", ErrFork, h))
 	}
+	// Answers accepted on headers that never reached the trusted store
+	// (unwitnessed) no longer raise the floor of the height rule.
+	v.mu.Lock()
+	if v.accepted.height > v.stored.height {
+		v.accepted = v.stored
+	}
+	v.mu.Unlock()
 	v.cfg.Logger.Error("pki: FORK: a witness holds a validly signed header that conflicts with the primary's; answer refused",
 		"height", h, "primary", ep.url, "witnesses", strings.Join(names, ","), "dropped", strings.Join(dropped, ","), "err", cause)
 	return fmt.Errorf("%w at height %d between primary %s and witnesses %s (dropped %s): %w",

@@ -87,7 +87,7 @@ func (v *Verifier) initTrust(ctx context.Context) error {
 				if err := v.waitHeight(ctx, ep, v.cfg.TrustHeight); err != nil {
 					return err
 				}
-				got, err := v.verifyHeader(ctx, ep, v.cfg.TrustHeight)
+				got, _, err := v.verifyHeader(ctx, ep, v.cfg.TrustHeight)
 				if err != nil {
 					return fmt.Errorf("pki: trust root at height %d: %w", v.cfg.TrustHeight, err)
 				}
@@ -122,7 +122,7 @@ func (v *Verifier) initTrust(ctx context.Context) error {
 		if v.expired(lb.Time) {
 			return v.trustExpired(lb.Height, lb.Time)
 		}
-		ws := v.witnessProviders(ctx, ep, v.cfg.TrustHeight)
+		ws, _ := v.witnessProviders(ctx, ep, v.cfg.TrustHeight)
 		_, err = light.NewClient(ctx, v.set.chainID,
 			light.TrustOptions{Period: v.cfg.TrustPeriod, Height: v.cfg.TrustHeight, Hash: v.cfg.TrustHash},
 			v.set.provider(ep), ws, v.store, v.lightOptions()...)
