@@ -59,6 +59,11 @@ type NodeConfig struct {
 	// epochs whose keys relays and clients keep; a request naming an
 	// epoch outside [current−1, current+1] stocks nothing.
 	Epoch func() uint64
+	// PutWork is the proof of work (leading zero bits, at most
+	// MaxPutWork) every Put must carry (WorkScheme, work.go); 0 accepts
+	// Puts of scheme 0 without work. DefaultPutWork is the recommended
+	// setting.
+	PutWork int
 	// Auth are the auth plug-ins by wire id; default Ed25519Auth.
 	Auth []Authenticator
 	// Reserve and LowWater tune the SURB stock (DefaultReserve,
@@ -126,6 +131,9 @@ type nodeMetrics struct {
 func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Store == nil || cfg.Format == nil || cfg.Send == nil || cfg.Epoch == nil || cfg.FirstHop == nil {
 		return nil, errors.New("mailbox: NodeConfig needs Store, Format, Send, FirstHop and Epoch")
+	}
+	if cfg.PutWork < 0 || cfg.PutWork > MaxPutWork {
+		return nil, fmt.Errorf("mailbox: PutWork %d out of [0, %d]", cfg.PutWork, MaxPutWork)
 	}
 	if cfg.Reserve <= 0 {
 		cfg.Reserve = DefaultReserve
@@ -320,10 +328,12 @@ func (n *Node) handle(msg []byte) {
 			refuse(CodeMalformed, "message too large")
 			return
 		}
-		if req.Scheme != 0 {
-			// No put plug-in is enabled: an authorization cannot be
-			// checked, whether or not the mailbox exists.
-			refuse(CodeRefused, "refused")
+		if !n.putAllowed(req, signed) {
+			// Not enough work (or an unknown put scheme): refused
+			// before the store is read, whether or not the mailbox
+			// exists (work.go).
+			n.m.dropped.WithLabelValues("work").Inc()
+			answer(&Response{Op: OpError, Mailbox: req.Mailbox, For: req.Op, Code: CodeRefused, Text: "refused"})
 			return
 		}
 		id, err := n.cfg.Store.PutChecked(req.Mailbox, req.Type, req.Message, n.cfg.Now())
@@ -410,6 +420,19 @@ func (n *Node) create(req *Request, answer func(*Response), refuse func(ErrorCod
 		n.addStock(req.Mailbox, req.Epoch, s[1:])
 	}
 	answer(&Response{Op: OpOK, Mailbox: req.Mailbox, For: OpCreate})
+}
+
+// putAllowed reports whether a Put carries the work the node requires:
+// scheme 0 only when PutWork is 0, WorkScheme with a proof of PutWork
+// bits. It reads nothing but the request (two hashes).
+func (n *Node) putAllowed(req *Request, signed []byte) bool {
+	switch req.Scheme {
+	case 0:
+		return n.cfg.PutWork == 0
+	case WorkScheme:
+		return VerifyWork(req.Mailbox, signed, req.Auth, n.cfg.PutWork) == nil
+	}
+	return false
 }
 
 // dummyKey is what a signed request for an unknown mailbox is verified

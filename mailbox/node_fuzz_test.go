@@ -107,6 +107,18 @@ func FuzzNodeHandle(f *testing.F) {
 		f.Add(client.Pad(format.Geometry().PayloadCapacity(), b))
 		f.Add(b) // not padded: a length prefix that lies
 	}
+	// Put work trailers (WorkScheme): a proof, and an authorization of
+	// the wrong size.
+	for _, sign := range []func([]byte) ([]byte, error){
+		Work{Bits: 8}.Worker(context.Background(), box),
+		func([]byte) ([]byte, error) { return []byte{1, 2, 3}, nil },
+	} {
+		b, err := codec.EncodeRequest(&Request{Op: OpPut, Mailbox: box, Type: 1, SURBs: [][]byte{surb}, Message: []byte("worked"), Scheme: WorkScheme}, sign)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(client.Pad(format.Geometry().PayloadCapacity(), b))
+	}
 	f.Add([]byte{})
 	f.Add([]byte{0, 3, 1, 2, 3})
 	f.Fuzz(func(t *testing.T, msg []byte) {

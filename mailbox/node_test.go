@@ -153,6 +153,13 @@ func newTestbed(t *testing.T, storeCfg Config) *testbed {
 // queue packets per peer.
 func newTestbedQueue(t *testing.T, storeCfg Config, queue int) *testbed {
 	t.Helper()
+	return newTestbedWork(t, storeCfg, queue, 0)
+}
+
+// newTestbedWork is newTestbedQueue whose node requires putWork bits of
+// work on every Put (NodeConfig.PutWork).
+func newTestbedWork(t *testing.T, storeCfg Config, queue, putWork int) *testbed {
+	t.Helper()
 	f, err := sphinx.NewFormat(sphinx.DefaultGeometry())
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +179,7 @@ func newTestbedQueue(t *testing.T, storeCfg Config, queue int) *testbed {
 	t.Cleanup(func() { tb.store.Close() })
 	var mboxHost atomic.Pointer[transport.Host]
 	tb.node, err = NewNode(NodeConfig{
-		Store: tb.store, Format: f, Epoch: tb.epoch.Load,
+		Store: tb.store, Format: f, Epoch: tb.epoch.Load, PutWork: putWork,
 		FirstHop: tb.first.Allowed,
 		// As node.RunMailbox: the transport's TrySend, which never waits.
 		Send: func(_ context.Context, to sphinx.NodeID, pkt []byte) error {
@@ -368,7 +375,7 @@ func (tb *testbed) nextOp(u *user, op Op) *Response {
 
 func (tb *testbed) dropped() map[string]float64 {
 	out := map[string]float64{}
-	for _, reason := range []string{"malformed", "refused", "quota", "exists", "stale", "internal", "busy", "bad_surb", "send", "first_hop", "no_mailbox", "surb_epoch"} {
+	for _, reason := range []string{"malformed", "refused", "quota", "exists", "stale", "internal", "busy", "bad_surb", "send", "first_hop", "no_mailbox", "surb_epoch", "work"} {
 		if v := testutil.ToFloat64(tb.node.m.dropped.WithLabelValues(reason)); v > 0 {
 			out[reason] = v
 		}

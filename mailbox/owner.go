@@ -33,11 +33,18 @@ func CodecFor(g sphinx.Geometry) Codec {
 // fsynced, or OpError). It returns the SURB's id so the caller can match
 // the answer (see Owner.Handle and DecodeAnswer).
 func Put(ctx context.Context, mix Mixnet, codec Codec, node sphinx.NodeID, id ID, typ Type, message []byte) (sphinx.SURBID, error) {
+	return PutWithWork(ctx, mix, codec, node, id, typ, message, Work{})
+}
+
+// PutWithWork is Put with the proof of work w (work.go) that the mailbox
+// node requires; it fails with ErrWork, or ctx's error, if the work is not
+// found within w's cap.
+func PutWithWork(ctx context.Context, mix Mixnet, codec Codec, node sphinx.NodeID, id ID, typ Type, message []byte, w Work) (sphinx.SURBID, error) {
 	surb, err := mix.NewSURB(ctx)
 	if err != nil {
 		return sphinx.SURBID{}, err
 	}
-	b, err := codec.EncodeRequest(&Request{Op: OpPut, Mailbox: id, Type: typ, SURBs: [][]byte{surb.Bytes}, Message: message}, nil)
+	b, err := codec.EncodeRequest(&Request{Op: OpPut, Mailbox: id, Type: typ, SURBs: [][]byte{surb.Bytes}, Message: message, Scheme: w.scheme()}, w.Worker(ctx, id))
 	if err != nil {
 		return sphinx.SURBID{}, err
 	}
@@ -47,11 +54,11 @@ func Put(ctx context.Context, mix Mixnet, codec Codec, node sphinx.NodeID, id ID
 	return surb.ID, nil
 }
 
-// MaxPut returns the largest message Put can carry.
+// MaxPut returns the largest message Put (or PutWithWork) can carry.
 func MaxPut(codec Codec) int {
 	// version, op, mailbox, type, SURB count and one SURB, message
-	// length; the auth trailer of scheme 0.
-	return codec.MaxSize - (1 + 1 + IDSize + 2 + 1 + codec.SURBSize + 2 + authOverhead)
+	// length; the auth trailer with a work nonce.
+	return codec.MaxSize - (1 + 1 + IDSize + 2 + 1 + codec.SURBSize + 2 + authOverhead + WorkNonceSize)
 }
 
 // OwnerConfig configures the owner's side of one mailbox.

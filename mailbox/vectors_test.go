@@ -35,6 +35,20 @@ type vectorFile struct {
 	Refused   []badVector    `json:"refused_requests"`
 	Responses []respVector   `json:"responses"`
 	Filters   []filterVector `json:"deletion_filters"`
+	PutWork   []workVector   `json:"put_work"`
+}
+
+// workVector is a Put of WorkScheme and its proof of work at a difficulty
+// (docs/mailbox.md, "Put work").
+type workVector struct {
+	Request    reqVector `json:"request"`
+	Difficulty int       `json:"difficulty"`
+	// PrefixHash is SHA-256(signed_message); WorkHash is SHA-256 of
+	// WorkDomain ‖ mailbox ‖ PrefixHash ‖ auth (the nonce).
+	PrefixHash hexBytes `json:"signed_hash"`
+	WorkHash   hexBytes `json:"work_hash"`
+	ZeroBits   int      `json:"zero_bits"`
+	Accepted   bool     `json:"accepted"`
 }
 
 // idVector is a mailbox id derivation (DeriveID).
@@ -115,7 +129,9 @@ const vectorComment = "Strata mailbox protocol test vectors, version 2 (docs/mai
 	"the create request's mailbox is the first. 'refused_requests' are encodings a decoder must refuse. " +
 	"SURBs are filler bytes of the SURB size: the codec does not parse them. " +
 	"Responses may be followed by zero padding up to max_size. A deletion filter's 'ids' are SHA-256 of the messages " +
-	"\"message 0\", \"message 1\", ...; 'n' and 'p' only size the filter, 'encoding' is what an OpDelete carries."
+	"\"message 0\", \"message 1\", ...; 'n' and 'p' only size the filter, 'encoding' is what an OpDelete carries. " +
+	"'put_work' are Puts of scheme 2 (proof of work) whose 'auth' is the nonce: 'work_hash' is SHA-256(\"strata-mailbox-v2 put work\\x00\" ‖ mailbox ‖ " +
+	"'signed_hash' ‖ nonce), 'signed_hash' SHA-256 of 'signed_message'; a node requiring 'difficulty' bits accepts it iff 'zero_bits' ≥ 'difficulty'."
 
 var opNames = map[Op]string{
 	OpCreate: "create", OpPut: "put", OpStock: "stock", OpFetch: "fetch", OpDelete: "delete",
@@ -261,6 +277,7 @@ func makeVectors(t *testing.T) vectorFile {
 		vf.Requests = append(vf.Requests, reqVectorOf(in.name, r, signed, b))
 	}
 	vf.Refused = refusedVectors(t, c, vf.Requests)
+	vf.PutWork = workVectors(t, c, box, typ, surbs(1))
 
 	id := MessageIDOf(msg)
 	for _, in := range []struct {
@@ -370,6 +387,11 @@ func TestVectors(t *testing.T) {
 					t.Fatalf("%d bytes decode to\n%s\nvector says\n%s", len(in), got, want)
 				}
 			}
+		})
+	}
+	for _, v := range vf.PutWork {
+		t.Run("put work/"+v.Request.Name, func(t *testing.T) {
+			checkWorkVector(t, c, v)
 		})
 	}
 	for op, name := range opNames {

@@ -144,6 +144,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		{Op: OpCreate, Credential: make([]byte, 32), Epoch: 1, SURBs: surbs(1)},
 		{Op: OpPut, Message: []byte("m")},
 		{Op: OpPut, Message: []byte("m"), Scheme: 3},
+		{Op: OpPut, Message: []byte("m"), Scheme: WorkScheme},
 		{Op: OpStock, Scheme: 1, Epoch: 2, SURBs: surbs(2)},
 		{Op: OpFetch, Scheme: 1, SURBs: surbs(1)},
 		{Op: OpDelete, Scheme: 1, Filter: []byte("f")},
