@@ -18,7 +18,7 @@ func TestMaxPayload(t *testing.T) {
 		us = append(us, l.user(t, n))
 	}
 	owner := us[0]
-	owner.m.cfg.MaxPayload = 1647 // mailbox.MaxPut with the default geometry (wire v2)
+	owner.m.cfg.MaxPayload = 1639 // mailbox.MaxPut with the default geometry (wire v2, room for a work nonce)
 	id, err := owner.m.CreateRoom("big")
 	if err != nil {
 		t.Fatal(err)
