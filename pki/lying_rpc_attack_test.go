@@ -174,20 +174,7 @@ func TestLyingRPCForkedHeaderIsRefused(t *testing.T) {
 	defer cancel()
 	// The fork runs ahead, so its headers are not adjacent to the
 	// trusted ones and it is the witness that catches them.
-	forkHome := t.TempDir()
-	keys, err := InitHome(forkHome)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := Genesis{ChainID: "strata-fork", Time: time.Now(), Params: integrationParams(),
-		Validators: []GenesisValidator{{PubKey: keys.ValidatorKey, Power: 10, Name: "v0"}}}
-	if err := WriteGenesis(forkHome, g); err != nil {
-		t.Fatal(err)
-	}
-	fork := startHome(t, forkHome)
-	waitHeight(t, fork, 10, 10*time.Second)
-	honest, _ := startChainHome(t, "strata-fork", forkHome)
-	waitHeight(t, honest, 3, 10*time.Second)
+	fork, honest := startEquivocatingChains(t)
 	// Block 1 (genesis time, no transactions) is the same on both;
 	// they diverge from block 2, whose commit signatures differ.
 	if h3, f3 := rootAt(ctx, t, honest.RPC(), 3), rootAt(ctx, t, fork.RPC(), 3); string(h3) == string(f3) {

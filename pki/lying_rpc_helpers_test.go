@@ -301,3 +301,26 @@ func forward(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, 
 	r.ContentLength = int64(len(body))
 	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, req)))
 }
+
+// startEquivocatingChains starts two validators from one genesis and one
+// consensus key, so the validator signs two branches: fork first (it runs
+// ahead, at height 10 when honest starts), then honest, at height 3 on
+// return.
+func startEquivocatingChains(t *testing.T) (fork, honest *ValidatorNode) {
+	t.Helper()
+	forkHome := t.TempDir()
+	keys, err := InitHome(forkHome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Genesis{ChainID: "strata-fork", Time: time.Now(), Params: integrationParams(),
+		Validators: []GenesisValidator{{PubKey: keys.ValidatorKey, Power: 10, Name: "v0"}}}
+	if err := WriteGenesis(forkHome, g); err != nil {
+		t.Fatal(err)
+	}
+	fork = startHome(t, forkHome)
+	waitHeight(t, fork, 10, 10*time.Second)
+	honest, _ = startChainHome(t, "strata-fork", forkHome)
+	waitHeight(t, honest, 3, 10*time.Second)
+	return fork, honest
+}

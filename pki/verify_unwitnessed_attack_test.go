@@ -38,20 +38,7 @@ func TestVerifierUnwitnessedHeadersAreNotPersisted(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	forkHome := t.TempDir()
-	keys, err := InitHome(forkHome)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := Genesis{ChainID: "strata-fork", Time: time.Now(), Params: integrationParams(),
-		Validators: []GenesisValidator{{PubKey: keys.ValidatorKey, Power: 10, Name: "v0"}}}
-	if err := WriteGenesis(forkHome, g); err != nil {
-		t.Fatal(err)
-	}
-	fork := startHome(t, forkHome)
-	waitHeight(t, fork, 10, 10*time.Second)
-	honest, _ := startChainHome(t, "strata-fork", forkHome)
-	waitHeight(t, honest, 3, 10*time.Second)
+	fork, honest := startEquivocatingChains(t)
 	primary := newLyingRPC(t, honest.RPC())
 	witness := newLyingRPC(t, honest.RPC())
 	dir := t.TempDir()
