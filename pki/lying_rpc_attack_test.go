@@ -119,10 +119,7 @@ func TestLyingRPCServesAnotherChain(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	honest, _ := startChainHome(t, "strata-honest", "")
-	other, _ := startChainHome(t, "strata-other", "")
-	waitHeight(t, honest, 3, 10*time.Second)
-	waitHeight(t, other, 3, 10*time.Second)
+	honest, other := startTwoChains(t)
 	proxy := newLyingRPC(t, honest.RPC())
 	root := rootAt(ctx, t, honest.RPC(), 1)
 	alone, err := NewVerifier(ctx, VerifierConfig{Endpoints: []string{proxy.URL}, TrustHeight: 1, TrustHash: root, Logger: testLogger(t)})

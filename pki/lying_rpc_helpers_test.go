@@ -324,3 +324,14 @@ func startEquivocatingChains(t *testing.T) (fork, honest *ValidatorNode) {
 	waitHeight(t, honest, 3, 10*time.Second)
 	return fork, honest
 }
+
+// startTwoChains starts the validators of two chains ("strata-honest" and
+// "strata-other"), each past height 3.
+func startTwoChains(t *testing.T) (honest, other *ValidatorNode) {
+	t.Helper()
+	honest, _ = startChainHome(t, "strata-honest", "")
+	other, _ = startChainHome(t, "strata-other", "")
+	waitHeight(t, honest, 3, 10*time.Second)
+	waitHeight(t, other, 3, 10*time.Second)
+	return honest, other
+}

@@ -353,10 +353,7 @@ func TestReviewWrongChainListedFirstAtStart(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	honest, _ := startChainHome(t, "strata-honest", "")
-	other, _ := startChainHome(t, "strata-other", "")
-	waitHeight(t, honest, 3, 10*time.Second)
-	waitHeight(t, other, 3, 10*time.Second)
+	honest, other := startTwoChains(t)
 	v, err := NewVerifier(ctx, VerifierConfig{Endpoints: []string{other.RPC(), honest.RPC()}, TrustHeight: 1,
 		TrustHash: rootAt(ctx, t, honest.RPC(), 1), Logger: testLogger(t)})
 	if err != nil {
